@@ -1,0 +1,235 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"lab/wire"
+)
+
+// HelperFlag is the argument that makes the agent binary serve as the
+// helper for user=other sockets instead of running scenarios.
+const HelperFlag = "-helper"
+
+// helperRequest is one socket call the agent asks its helper to make.
+type helperRequest struct {
+	Op       string       `json:"op"`
+	Name     string       `json:"name,omitempty"`
+	NewName  string       `json:"new_name,omitempty"`
+	IP6      bool         `json:"ip6,omitempty"`
+	Proto    string       `json:"proto,omitempty"`
+	Option   *wire.Option `json:"option,omitempty"`
+	Addr     string       `json:"addr,omitempty"`
+	Deadline int64        `json:"deadline_unix_ms,omitempty"`
+}
+
+// helperReply is what the call did.
+type helperReply struct {
+	Err   string `json:"err,omitempty"` // errno name, or "unsupported"
+	Errno int    `json:"errno,omitempty"`
+	Local string `json:"local,omitempty"`
+	IP6   bool   `json:"ip6,omitempty"`
+	N     int    `json:"n,omitempty"`
+}
+
+// helper is the agent's second process, running as another unprivileged
+// user, whose sockets are the user=other sockets of a scenario. It is driven
+// over a pipe, one JSON line each way per call.
+type helper struct {
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	dead bool
+}
+
+// startHelper re-executes this binary as user and checks it answers.
+func startHelper(user string) (*helper, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the agent's own binary to run as %s: %w", user, err)
+	}
+	cmd := exec.Command(exe, HelperFlag)
+	if err := runAs(cmd, user); err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting helper as %s: %w", user, err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting helper as %s: %w", user, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting helper as %s (%s must be executable by that user): %w", user, exe, err)
+	}
+	h := &helper{cmd: cmd, in: in, out: bufio.NewScanner(out)}
+	if _, err := h.call(helperRequest{Op: "ping"}); err != nil {
+		h.stop()
+		return nil, fmt.Errorf("helper running as %s does not answer: %w", user, err)
+	}
+	return h, nil
+}
+
+var errHelperDead = errors.New("the helper process for user=other sockets died")
+
+func (h *helper) call(req helperRequest) (helperReply, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead {
+		return helperReply{}, errHelperDead
+	}
+	b, _ := json.Marshal(req)
+	if _, err := h.in.Write(append(b, '\n')); err != nil {
+		h.dead = true
+		return helperReply{}, fmt.Errorf("%w: %w", errHelperDead, err)
+	}
+	if !h.out.Scan() {
+		h.dead = true
+		return helperReply{}, fmt.Errorf("%w: %v", errHelperDead, h.out.Err())
+	}
+	var rep helperReply
+	if err := json.Unmarshal(h.out.Bytes(), &rep); err != nil {
+		h.dead = true
+		return helperReply{}, fmt.Errorf("reading helper reply: %w", err)
+	}
+	return rep, nil
+}
+
+// do makes a call whose only answer is success or an errno.
+func (h *helper) do(req helperRequest) error {
+	rep, err := h.call(req)
+	if err != nil {
+		return err
+	}
+	return rep.err()
+}
+
+func (r helperReply) err() error {
+	switch r.Err {
+	case "":
+		return nil
+	case wire.Unsupported:
+		return fmt.Errorf("%w (errno %d)", errUnsupported, r.Errno)
+	}
+	return &callError{Name: r.Err, Errno: r.Errno}
+}
+
+func (h *helper) broken() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead
+}
+
+// stop ends the helper process.
+func (h *helper) stop() {
+	h.in.Close() // the helper exits at EOF
+	done := make(chan struct{})
+	go func() { h.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		h.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (h *helper) open(name string, ip6 bool, proto string) error {
+	return h.do(helperRequest{Op: "open", Name: name, IP6: ip6, Proto: proto})
+}
+func (h *helper) setopt(name string, o wire.Option) error {
+	return h.do(helperRequest{Op: "setopt", Name: name, Option: &o})
+}
+func (h *helper) bind(name string, ap netip.AddrPort) error {
+	return h.do(helperRequest{Op: "bind", Name: name, Addr: ap.String()})
+}
+func (h *helper) listen(name string) error { return h.do(helperRequest{Op: "listen", Name: name}) }
+func (h *helper) connect(name string, ap netip.AddrPort, deadline time.Time) error {
+	return h.do(helperRequest{Op: "connect", Name: name, Addr: ap.String(), Deadline: deadline.UnixMilli()})
+}
+func (h *helper) accept(name, newName string, deadline time.Time) error {
+	return h.do(helperRequest{Op: "accept", Name: name, NewName: newName, Deadline: deadline.UnixMilli()})
+}
+func (h *helper) close(name string) error { return h.do(helperRequest{Op: "close", Name: name}) }
+func (h *helper) localAddr(name string) string {
+	rep, _ := h.call(helperRequest{Op: "local", Name: name})
+	return rep.Local
+}
+func (h *helper) isIP6(name string) bool {
+	rep, _ := h.call(helperRequest{Op: "local", Name: name})
+	return rep.IP6
+}
+func (h *helper) drain(name string) int {
+	rep, _ := h.call(helperRequest{Op: "drain", Name: name})
+	return rep.N
+}
+func (h *helper) closeAll() { h.call(helperRequest{Op: "closeall"}) }
+
+// ServeHelper is the helper process's main loop: it makes each call it reads
+// from r on its own sockets and writes the reply to w, until r ends.
+func ServeHelper(r io.Reader, w io.Writer) error {
+	t := newTable()
+	defer t.closeAll()
+	in := bufio.NewScanner(r)
+	enc := json.NewEncoder(w)
+	for in.Scan() {
+		var req helperRequest
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			return fmt.Errorf("helper reading request: %w", err)
+		}
+		if err := enc.Encode(serve(t, req)); err != nil {
+			return fmt.Errorf("helper writing reply: %w", err)
+		}
+	}
+	return in.Err()
+}
+
+func serve(t *table, req helperRequest) helperReply {
+	deadline := time.UnixMilli(req.Deadline)
+	var err error
+	switch req.Op {
+	case "ping":
+	case "open":
+		err = t.open(req.Name, req.IP6, req.Proto)
+	case "setopt":
+		err = t.setopt(req.Name, *req.Option)
+	case "bind", "connect":
+		var ap netip.AddrPort
+		if ap, err = netip.ParseAddrPort(req.Addr); err == nil {
+			if req.Op == "bind" {
+				err = t.bind(req.Name, ap)
+			} else {
+				err = t.connect(req.Name, ap, deadline)
+			}
+		}
+	case "listen":
+		err = t.listen(req.Name)
+	case "accept":
+		err = t.accept(req.Name, req.NewName, deadline)
+	case "close":
+		err = t.close(req.Name)
+	case "local":
+		return helperReply{Local: t.localAddr(req.Name), IP6: t.isIP6(req.Name)}
+	case "drain":
+		return helperReply{N: t.drain(req.Name)}
+	case "closeall":
+		t.closeAll()
+	default:
+		return helperReply{Err: "EINVAL", Errno: -1}
+	}
+	sr := result("", err)
+	if sr.Result == wire.OK {
+		return helperReply{}
+	}
+	return helperReply{Err: sr.Result, Errno: sr.Errno}
+}

@@ -1,0 +1,466 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"lab/wire"
+)
+
+// acceptWait bounds how long an accept step waits for a pending connection:
+// on loopback a connection that was made is queued within microseconds.
+const acceptWait = 500 * time.Millisecond
+
+// scenarioRun is the state of one scenario: its sockets, where each lives,
+// and its concrete ports.
+type scenarioRun struct {
+	sc       wire.Scenario
+	addrs    map[string]string
+	ports    map[string]int
+	local    *table
+	other    sockets // nil when user=other cannot run
+	owner    map[string]sockets
+	deadline time.Time
+}
+
+// runScenario runs one scenario under its deadline. The steps run on their
+// own goroutine so a call that blocks turns into outcome "timeout" instead of
+// a hung agent; every socket the scenario opened is closed either way.
+func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string, other sockets, otherNote string) *wire.Result {
+	start := time.Now()
+	timeout := sc.Timeout.Duration()
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	if needsOther(sc) && other == nil {
+		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: "needs root: " + otherNote}
+	}
+	r := &scenarioRun{
+		sc:       sc,
+		addrs:    addrs,
+		local:    newTable(),
+		other:    other,
+		owner:    map[string]sockets{},
+		deadline: start.Add(timeout),
+	}
+	res := &wire.Result{ID: sc.ID, Addrs: map[string]string{}}
+	ports, err := freePorts(sc)
+	if err != nil {
+		res.Outcome, res.Reason = wire.Error, "choosing free ports: "+err.Error()
+		return res
+	}
+	r.ports = ports
+	res.Ports = ports
+	for _, st := range sc.Steps {
+		if st.Addr != "" {
+			if a, ok := addrs[st.Addr]; ok {
+				res.Addrs[st.Addr] = a
+			}
+		}
+	}
+
+	done := make(chan []wire.StepResult, 1)
+	go func() { done <- r.steps(ctx) }()
+	ctx, cancel := context.WithDeadline(ctx, r.deadline)
+	defer cancel()
+	select {
+	case steps := <-done:
+		res.Steps = steps
+		res.Outcome, res.Reason = outcome(sc, steps)
+	case <-ctx.Done():
+		res.Outcome = wire.Timeout
+		res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)
+	}
+	r.closeAll()
+	res.Micros = time.Since(start).Microseconds()
+	return res
+}
+
+// outcome is the last step's result, unless an earlier step failed.
+func outcome(sc wire.Scenario, steps []wire.StepResult) (string, string) {
+	for i, s := range steps {
+		if i == len(sc.Steps)-1 {
+			return s.Result, ""
+		}
+		if s.Result != wire.OK {
+			reason := fmt.Sprintf("step %d (%s): %s", i+1, s.Text, s.Result)
+			if s.Result == wire.Unsupported {
+				return wire.Unsupported, reason
+			}
+			return wire.SetupFailed, reason
+		}
+	}
+	return wire.Error, "scenario stopped before its last step"
+}
+
+func (r *scenarioRun) steps(ctx context.Context) []wire.StepResult {
+	var out []wire.StepResult
+	for _, st := range r.sc.Steps {
+		if ctx.Err() != nil {
+			break
+		}
+		t := time.Now()
+		sr := r.step(st)
+		sr.Text = st.Text
+		sr.Micros = time.Since(t).Microseconds()
+		out = append(out, sr)
+		if sr.Result != wire.OK {
+			break
+		}
+	}
+	return out
+}
+
+func (r *scenarioRun) step(st wire.Step) wire.StepResult {
+	switch st.Verb {
+	case wire.VerbSocket:
+		s := sockets(r.local)
+		if st.User == "other" {
+			s = r.other
+		}
+		r.owner[st.Sock] = s
+		call := fmt.Sprintf("socket(%s, %s)", familyName(st.IP6), r.sc.Proto)
+		if err := s.open(st.Sock, st.IP6, r.sc.Proto); err != nil {
+			return result(call, err)
+		}
+		for _, o := range st.Options {
+			if err := s.setopt(st.Sock, o); err != nil {
+				return result(call+"; "+optCall(o), err)
+			}
+			call += "; " + optCall(o)
+		}
+		return result(call, nil)
+	case wire.VerbSetopt:
+		o := st.Options[0]
+		return r.withLocal(st.Sock, optCall(o), r.owner[st.Sock].setopt(st.Sock, o))
+	case wire.VerbBind, wire.VerbConnect:
+		s := r.owner[st.Sock]
+		ap, err := r.endpoint(st.Addr, st.Port, s.isIP6(st.Sock))
+		if err != nil {
+			return wire.StepResult{Result: wire.Error, Call: err.Error()}
+		}
+		call := fmt.Sprintf("%s(%s)", st.Verb, ap)
+		if st.Verb == wire.VerbBind {
+			return r.withLocal(st.Sock, call, s.bind(st.Sock, ap))
+		}
+		return r.withLocal(st.Sock, call, s.connect(st.Sock, ap, r.deadline))
+	case wire.VerbListen:
+		return r.withLocal(st.Sock, "listen()", r.owner[st.Sock].listen(st.Sock))
+	case wire.VerbAccept:
+		s := r.owner[st.Sock]
+		r.owner[st.NewName] = s
+		return r.withLocal(st.NewName, "accept()", s.accept(st.Sock, st.NewName, minTime(time.Now().Add(acceptWait), r.deadline)))
+	case wire.VerbClose:
+		return result("close()", r.owner[st.Sock].close(st.Sock))
+	case wire.VerbTimewait:
+		return r.timewait(st)
+	case wire.VerbSpread:
+		return r.spread(st)
+	}
+	return wire.StepResult{Result: wire.Error, Call: "unknown verb " + st.Verb}
+}
+
+// withLocal is result with the socket's local address after the call.
+func (r *scenarioRun) withLocal(sock, call string, err error) wire.StepResult {
+	sr := result(call, err)
+	if s := r.owner[sock]; s != nil {
+		sr.Local = s.localAddr(sock)
+	}
+	return sr
+}
+
+// result turns an error into a step result: ok, unsupported or an errno name.
+func result(call string, err error) wire.StepResult {
+	sr := wire.StepResult{Call: call, Result: wire.OK}
+	if err == nil {
+		return sr
+	}
+	if errors.Is(err, errUnsupported) {
+		sr.Result = wire.Unsupported
+		return sr
+	}
+	var e *callError
+	if errors.As(err, &e) {
+		sr.Result, sr.Errno = e.Name, e.Errno
+		return sr
+	}
+	name, num := errnoName(err)
+	sr.Result, sr.Errno = name, num
+	return sr
+}
+
+func optCall(o wire.Option) string { return fmt.Sprintf("setsockopt(%s=%d)", o.Name, o.Value) }
+
+func familyName(ip6 bool) string {
+	if ip6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// endpoint resolves a symbolic address and port. An IPv4 address given to an
+// IPv6 socket is used in its IPv4-mapped form.
+func (r *scenarioRun) endpoint(addr, port string, ip6 bool) (netip.AddrPort, error) {
+	a, ok := r.addrs[addr]
+	if !ok {
+		a = addr
+	}
+	ip, err := netip.ParseAddr(a)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %w", addr, err)
+	}
+	if ip6 && ip.Is4() {
+		ip = netip.AddrFrom16(ip.As16())
+	}
+	p, ok := r.ports[port]
+	if !ok {
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("port %q: %w", port, err)
+		}
+		p = n
+	}
+	return netip.AddrPortFrom(ip, uint16(p)), nil
+}
+
+// timewait leaves a TIME_WAIT entry on a local endpoint: a listener with the
+// given options is bound there, accepts one connection, and the accepted side
+// closes first, so it is the one that waits.
+func (r *scenarioRun) timewait(st wire.Step) wire.StepResult {
+	t := newTable()
+	defer t.closeAll()
+	ap, err := r.endpoint(st.Addr, st.Port, false)
+	if err != nil {
+		return wire.StepResult{Result: wire.Error, Call: err.Error()}
+	}
+	dst := ap
+	if ap.Addr().IsUnspecified() {
+		dst = netip.AddrPortFrom(netip.MustParseAddr(r.addrs["loop"]), ap.Port())
+	}
+	call := fmt.Sprintf("timewait(%s)", ap)
+	fail := func(what string, err error) wire.StepResult {
+		sr := result(call+": "+what, err)
+		if sr.Result == wire.OK {
+			sr.Result = wire.Error
+		}
+		return sr
+	}
+	if err := t.open("L", false, "tcp"); err != nil {
+		return fail("socket", err)
+	}
+	for _, o := range st.Options {
+		if err := t.setopt("L", o); err != nil {
+			return fail(optCall(o), err)
+		}
+	}
+	if err := t.bind("L", ap); err != nil {
+		return fail("bind", err)
+	}
+	if err := t.listen("L"); err != nil {
+		return fail("listen", err)
+	}
+	if err := t.open("C", false, "tcp"); err != nil {
+		return fail("client socket", err)
+	}
+	if err := t.connect("C", dst, r.deadline); err != nil {
+		return fail("connect", err)
+	}
+	if err := t.accept("L", "S", minTime(time.Now().Add(acceptWait), r.deadline)); err != nil {
+		return fail("accept", err)
+	}
+	if err := t.close("L"); err != nil {
+		return fail("close listener", err)
+	}
+	// The accepted side closes first (active close) and so enters TIME_WAIT
+	// once the client's FIN arrives; the client waits for the server's FIN
+	// before closing so it never resets the connection.
+	if err := t.close("S"); err != nil {
+		return fail("close accepted", err)
+	}
+	if err := t.waitEOF("C", r.deadline); err != nil {
+		return fail("client waiting for FIN", err)
+	}
+	if err := t.close("C"); err != nil {
+		return fail("close client", err)
+	}
+	// The server's ACK of the client's FIN, which moves it to TIME_WAIT, is
+	// processed asynchronously even on loopback.
+	time.Sleep(10 * time.Millisecond)
+	return wire.StepResult{Call: call, Result: wire.OK}
+}
+
+// spread sends N datagrams (udp) or makes N connections (tcp), each from a
+// fresh source port, to the endpoint the sockets share and counts what each
+// socket got.
+func (r *scenarioRun) spread(st wire.Step) wire.StepResult {
+	first := st.Socks[0]
+	s := r.owner[first]
+	dst, err := netip.ParseAddrPort(s.localAddr(first))
+	if err != nil {
+		return wire.StepResult{Result: wire.Error, Call: "spread: socket " + first + " is not bound"}
+	}
+	if dst.Addr().IsUnspecified() {
+		loop := r.addrs["loop"]
+		if dst.Addr().Is6() && !dst.Addr().Is4In6() {
+			loop = r.addrs["loop6"]
+		}
+		dst = netip.AddrPortFrom(netip.MustParseAddr(loop), dst.Port())
+	}
+	call := fmt.Sprintf("spread(%d x %s to %s)", st.N, r.sc.Proto, dst)
+	counts := make([]int, len(st.Socks))
+	drain := func() {
+		for i, name := range st.Socks {
+			counts[i] += r.owner[name].drain(name)
+		}
+	}
+	t := newTable()
+	defer t.closeAll()
+	ip6 := dst.Addr().Is6() && !dst.Addr().Is4In6()
+	sent := 0
+	for i := 0; i < st.N && time.Now().Before(r.deadline); i++ {
+		name := "c" + strconv.Itoa(i)
+		if err := t.open(name, ip6, r.sc.Proto); err != nil {
+			return result(call+": client socket", err)
+		}
+		if r.sc.Proto == "udp" {
+			err = t.sendto(name, dst)
+		} else {
+			err = t.connect(name, dst, r.deadline)
+		}
+		if err != nil {
+			return result(fmt.Sprintf("%s: sending #%d", call, i+1), err)
+		}
+		sent++
+		if r.sc.Proto == "tcp" {
+			drain()
+		}
+		t.close(name)
+	}
+	// Datagrams sent on loopback are queued before sendto returns, but give
+	// stragglers a moment.
+	for total, idle := 0, 0; idle < 5 && time.Now().Before(r.deadline); {
+		drain()
+		n := sum(counts)
+		if n >= sent {
+			break
+		}
+		if n == total {
+			idle++
+			time.Sleep(10 * time.Millisecond)
+		}
+		total = n
+	}
+	return wire.StepResult{Call: call, Result: spreadOutcome(counts), Counts: counts, Sent: sent}
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// spreadOutcome classifies how traffic was spread over a reuse group.
+func spreadOutcome(counts []int) string {
+	total := sum(counts)
+	if total == 0 {
+		return wire.SpreadNone
+	}
+	even := true
+	for _, c := range counts {
+		if c == total {
+			return wire.SpreadSingle
+		}
+		if c*len(counts)*2 < total {
+			even = false
+		}
+	}
+	if even {
+		return wire.SpreadEven
+	}
+	return wire.SpreadUneven
+}
+
+func (r *scenarioRun) closeAll() {
+	r.local.closeAll()
+	if r.other != nil {
+		r.other.closeAll()
+	}
+}
+
+// freePorts picks a free port for each of P and Q the scenario uses: one
+// that is free for both TCP and UDP on the wildcard address, so every
+// address of the scenario can bind it.
+func freePorts(sc wire.Scenario) (map[string]int, error) {
+	ports := map[string]int{}
+	for _, st := range sc.Steps {
+		if st.Port != "P" && st.Port != "Q" {
+			continue
+		}
+		if _, done := ports[st.Port]; done {
+			continue
+		}
+		p, err := freePort(ports)
+		if err != nil {
+			return nil, err
+		}
+		ports[st.Port] = p
+	}
+	return ports, nil
+}
+
+func freePort(taken map[string]int) (int, error) {
+	var lastErr error
+	for try := 0; try < 20; try++ {
+		p, err := probeFreePort()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		clash := false
+		for _, q := range taken {
+			clash = clash || q == p
+		}
+		if !clash {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no port free for both tcp and udp after 20 tries: %v", lastErr)
+}
+
+// probeFreePort asks the kernel for a TCP port on the wildcard address and
+// checks the same UDP port is free too.
+func probeFreePort() (int, error) {
+	t := newTable()
+	defer t.closeAll()
+	any4 := netip.MustParseAddrPort("0.0.0.0:0")
+	if err := t.open("t", false, "tcp"); err != nil {
+		return 0, err
+	}
+	if err := t.bind("t", any4); err != nil {
+		return 0, err
+	}
+	ap, err := netip.ParseAddrPort(t.localAddr("t"))
+	if err != nil {
+		return 0, err
+	}
+	if err := t.open("u", false, "udp"); err != nil {
+		return 0, err
+	}
+	if err := t.bind("u", netip.AddrPortFrom(any4.Addr(), ap.Port())); err != nil {
+		return 0, err
+	}
+	return int(ap.Port()), nil
+}

@@ -1,0 +1,200 @@
+//go:build unix
+
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lab/wire"
+)
+
+// sysFD is a socket descriptor.
+type sysFD = int
+
+// Sockets are non-blocking so that accept, connect and reads wait with
+// poll(2) under a deadline instead of hanging the agent.
+func sysSocket(ip6 bool, proto string) (sysFD, error) {
+	family := unix.AF_INET
+	if ip6 {
+		family = unix.AF_INET6
+	}
+	typ := unix.SOCK_STREAM
+	if proto == "udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(family, typ, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("fcntl", err)
+	}
+	return fd, nil
+}
+
+func sysSetopt(fd sysFD, ip6 bool, o wire.Option) error {
+	level, opt, ok := sockopt(o.Name, ip6)
+	if !ok {
+		return errUnsupported
+	}
+	err := unix.SetsockoptInt(fd, level, opt, o.Value)
+	// A kernel older than the option (Linux before 3.9 for SO_REUSEPORT)
+	// refuses it with ENOPROTOOPT: the OS does not have it.
+	if level == unix.SOL_SOCKET && errors.Is(err, unix.ENOPROTOOPT) {
+		return fmt.Errorf("%w: %w", errUnsupported, err)
+	}
+	return os.NewSyscallError("setsockopt", err)
+}
+
+func sockaddr(ip6 bool, ap netip.AddrPort) unix.Sockaddr {
+	if ip6 {
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	if !ap.Addr().Is4() && !ap.Addr().Is4In6() {
+		// An IPv6 address on an IPv4 socket: let the kernel refuse it.
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().Unmap().As4()}
+}
+
+func sysBind(fd sysFD, ip6 bool, ap netip.AddrPort) error {
+	return os.NewSyscallError("bind", unix.Bind(fd, sockaddr(ip6, ap)))
+}
+
+func sysListen(fd sysFD) error {
+	return os.NewSyscallError("listen", unix.Listen(fd, 128))
+}
+
+// sysConnect connects and, for TCP, waits for the handshake to finish.
+func sysConnect(fd sysFD, ip6 bool, ap netip.AddrPort, deadline time.Time) error {
+	err := unix.Connect(fd, sockaddr(ip6, ap))
+	if err != unix.EINPROGRESS {
+		return os.NewSyscallError("connect", err)
+	}
+	if err := waitFD(fd, unix.POLLOUT, deadline); err != nil {
+		return err
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt", err)
+	}
+	if soerr != 0 {
+		return os.NewSyscallError("connect", unix.Errno(soerr))
+	}
+	return nil
+}
+
+// waitFD waits until fd is ready for events or the deadline passes, which
+// yields EAGAIN (ETIMEDOUT would be mistaken for a TCP timeout).
+func waitFD(fd sysFD, events int16, deadline time.Time) error {
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return os.NewSyscallError("poll", unix.EAGAIN)
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(fds, ms)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+func sysAccept(fd sysFD, deadline time.Time) (sysFD, error) {
+	for {
+		nfd, _, err := unix.Accept(fd)
+		if err == nil {
+			unix.CloseOnExec(nfd)
+			unix.SetNonblock(nfd, true)
+			return nfd, nil
+		}
+		if err != unix.EAGAIN && err != unix.EINTR {
+			return -1, os.NewSyscallError("accept", err)
+		}
+		if err := waitFD(fd, unix.POLLIN, deadline); err != nil {
+			return -1, err
+		}
+	}
+}
+
+func sysClose(fd sysFD) error { return os.NewSyscallError("close", unix.Close(fd)) }
+
+func sysLocal(fd sysFD) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, os.NewSyscallError("getsockname", err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("getsockname: unexpected address %T", sa)
+}
+
+func sysSendto(fd sysFD, ip6 bool, ap netip.AddrPort) error {
+	return os.NewSyscallError("sendto", unix.Sendto(fd, []byte("lab"), 0, sockaddr(ip6, ap)))
+}
+
+func sysDrain(fd sysFD, proto string) int {
+	n := 0
+	buf := make([]byte, 64)
+	for {
+		if proto == "udp" {
+			if _, _, err := unix.Recvfrom(fd, buf, 0); err != nil {
+				return n
+			}
+		} else {
+			nfd, _, err := unix.Accept(fd)
+			if err != nil {
+				return n
+			}
+			unix.Close(nfd)
+		}
+		n++
+	}
+}
+
+// sysWaitEOF reads until the peer's FIN arrives.
+func sysWaitEOF(fd sysFD, deadline time.Time) error {
+	buf := make([]byte, 64)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == nil && n == 0 {
+			return nil
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			return os.NewSyscallError("read", err)
+		}
+		if err := waitFD(fd, unix.POLLIN, deadline); err != nil {
+			return err
+		}
+	}
+}
+
+// errnoName names the errno behind err portably, keeping its number.
+func errnoName(err error) (string, int) {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		if name := unix.ErrnoName(errno); name != "" {
+			return name, int(errno)
+		}
+		return fmt.Sprintf("errno%d", int(errno)), int(errno)
+	}
+	return wire.Error, 0
+}

@@ -1,0 +1,144 @@
+// Package wire defines what lab's orchestrator and its agent say to each other:
+// the scenarios the agent runs, sent as one JSON document on its standard
+// input, and the results it streams back, one JSON line per finished scenario,
+// so that a crash loses nothing already measured.
+//
+// The package has no dependencies beyond the standard library because the
+// agent is a small static binary built for every target OS.
+package wire
+
+import "time"
+
+// Outcomes a step or a scenario can have besides an errno name.
+const (
+	OK          = "ok"
+	Unsupported = "unsupported"  // the OS does not define the option
+	SetupFailed = "setup-failed" // a step before the last one failed
+	Timeout     = "timeout"      // the scenario outlived its deadline
+	Skipped     = "skipped"      // the scenario could not run here (Reason says why)
+	Error       = "error"        // the agent itself failed (Reason says why)
+
+	// Outcomes of a spread step.
+	SpreadEven   = "even"   // every socket got at least half its fair share
+	SpreadSingle = "single" // one socket got everything
+	SpreadUneven = "uneven" // anything else
+	SpreadNone   = "none"   // nothing arrived
+)
+
+// Verbs of a step.
+const (
+	VerbSocket   = "socket"
+	VerbSetopt   = "setopt"
+	VerbBind     = "bind"
+	VerbListen   = "listen"
+	VerbConnect  = "connect"
+	VerbAccept   = "accept"
+	VerbClose    = "close"
+	VerbTimewait = "timewait"
+	VerbSpread   = "spread"
+)
+
+// Request is what the orchestrator sends to the agent.
+type Request struct {
+	Scenarios []Scenario `json:"scenarios"`
+	// Addrs overrides the agent's choice of symbolic addresses (addr1, addr2).
+	Addrs map[string]string `json:"addrs,omitempty"`
+	// OtherUser names the unprivileged user for user=other sockets; empty lets
+	// the agent choose ("labother" where it exists, else "nobody").
+	OtherUser string `json:"other_user,omitempty"`
+}
+
+// Scenario is one parsed scenario, ready to run.
+type Scenario struct {
+	ID      string `json:"id"`
+	Proto   string `json:"proto"` // "tcp" or "udp"
+	Steps   []Step `json:"steps"`
+	Timeout Millis `json:"timeout_ms"`
+}
+
+// Step is one socket call of a scenario.
+type Step struct {
+	Text    string   `json:"text"` // as written, for traces
+	Verb    string   `json:"verb"`
+	Sock    string   `json:"sock,omitempty"`
+	Options []Option `json:"options,omitempty"`
+	IP6     bool     `json:"ip6,omitempty"`
+	User    string   `json:"user,omitempty"` // "" or "other"
+	Addr    string   `json:"addr,omitempty"` // symbolic (any, addr1, ...) or a literal IP
+	Port    string   `json:"port,omitempty"` // P, Q or a number
+	N       int      `json:"n,omitempty"`
+	Socks   []string `json:"socks,omitempty"`
+	NewName string   `json:"new_name,omitempty"`
+}
+
+// Option is a socket option and the value to set it to.
+type Option struct {
+	Name  string `json:"name"`
+	Value int    `json:"value"`
+}
+
+// Millis is a duration carried as whole milliseconds.
+type Millis int64
+
+// Duration converts m to a time.Duration.
+func (m Millis) Duration() time.Duration { return time.Duration(m) * time.Millisecond }
+
+// Line is one line of the agent's output. Exactly one of its pointers is set.
+type Line struct {
+	Env      *Env      `json:"env,omitempty"`
+	Result   *Result   `json:"result,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
+	Done     *Done     `json:"done,omitempty"`
+}
+
+// Env describes the machine the agent runs on; it is the agent's first line.
+type Env struct {
+	OS            string            `json:"os"`     // GOOS
+	Family        string            `json:"family"` // bsd, linux, windows, solaris
+	KernelRelease string            `json:"kernel_release"`
+	KernelVersion string            `json:"kernel_version,omitempty"`
+	Arch          string            `json:"arch"`
+	Hostname      string            `json:"hostname,omitempty"`
+	UID           int               `json:"uid"`
+	Addrs         map[string]string `json:"addrs"` // symbolic name -> concrete address
+	AddrsNote     string            `json:"addrs_note,omitempty"`
+	OtherUser     string            `json:"other_user,omitempty"` // empty when user=other cannot run
+	OtherUserNote string            `json:"other_user_note,omitempty"`
+	AgentVersion  string            `json:"agent_version"`
+}
+
+// Result is the measured outcome of one scenario.
+type Result struct {
+	ID      string            `json:"id"`
+	Outcome string            `json:"outcome"`
+	Reason  string            `json:"reason,omitempty"` // for setup-failed, skipped, timeout, error
+	Steps   []StepResult      `json:"steps"`
+	Ports   map[string]int    `json:"ports,omitempty"` // P, Q -> concrete ports
+	Addrs   map[string]string `json:"addrs,omitempty"` // symbolic addresses this scenario used
+	Micros  int64             `json:"micros"`
+}
+
+// StepResult is what one step did.
+type StepResult struct {
+	Text   string `json:"text"`
+	Call   string `json:"call,omitempty"` // the call as the OS saw it, e.g. bind(127.0.0.2:40123)
+	Result string `json:"result"`
+	Errno  int    `json:"errno,omitempty"` // the raw number behind Result
+	Local  string `json:"local,omitempty"` // the socket's local address after the step
+	Counts []int  `json:"counts,omitempty"`
+	Sent   int    `json:"sent,omitempty"`
+	Micros int64  `json:"micros"`
+}
+
+// Progress reports that the agent started a scenario (for live views).
+type Progress struct {
+	Index int    `json:"index"`
+	Total int    `json:"total"`
+	ID    string `json:"id"`
+}
+
+// Done is the agent's last line.
+type Done struct {
+	Scenarios int   `json:"scenarios"`
+	Micros    int64 `json:"micros"`
+}
