@@ -1,0 +1,266 @@
+// Command lab measures what bind(), listen() and connect() do with
+// SO_REUSEADDR, SO_REUSEPORT and friends on real kernels, and regenerates the
+// StackOverflow answer's table from observation.
+//
+//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR]
+//	lab targets               list targets and whether this host can run them
+//	lab validate [FILE]       check a scenarios file
+//	lab report RUN_DIR        render a run's report again
+//	lab image build [NAME...] build the Linux microVM guests
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"lab/orchestrator"
+	"lab/report"
+	"lab/results"
+	"lab/scenario"
+)
+
+// Exit codes a CI can act on.
+const (
+	exitOK          = 0
+	exitUsage       = 2 // bad flags or bad input files
+	exitInfra       = 3 // a target failed to run (boot, SSH, agent died)
+	exitInterrupted = 4 // Ctrl-C or SIGTERM; results so far are kept
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+const usage = `usage: lab <command> [flags]
+
+commands:
+  run        run the scenarios on targets and write a report
+  targets    list the targets and what each needs to run here
+  validate   check a scenarios file
+  report     render the report of a run directory again
+  image      build guest images (lab image build [NAME...])
+
+Run "lab <command> -h" for a command's flags.
+`
+
+func run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitUsage
+	}
+	cmds := map[string]func(context.Context, []string) int{
+		"run": cmdRun, "targets": cmdTargets, "validate": cmdValidate, "report": cmdReport, "image": cmdImage,
+	}
+	f, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "lab: unknown command %q\n%s", args[0], usage)
+		return exitUsage
+	}
+	return f(ctx, args[1:])
+}
+
+// common holds the flags every command that reads configuration shares.
+type common struct {
+	targetsFile string
+	cacheDir    string
+	verbose     bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.targetsFile, "file", "lab.yaml", "targets file; lab's built-in targets when it does not exist")
+	fs.StringVar(&c.cacheDir, "cache", defaultCache(), "cache for guest images and agent builds")
+	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+}
+
+func (c *common) logger() hclog.Logger {
+	level := hclog.Info
+	if c.verbose {
+		level = hclog.Debug
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "lab", Level: level, Output: os.Stderr})
+}
+
+func (c *common) targets() ([]*orchestrator.Target, error) {
+	ts, err := orchestrator.LoadTargets(c.targetsFile)
+	if errors.Is(err, os.ErrNotExist) && c.targetsFile == "lab.yaml" {
+		return orchestrator.DefaultTargets, nil
+	}
+	return ts, err
+}
+
+func defaultCache() string {
+	if d := os.Getenv("LAB_CACHE"); d != "" {
+		return d
+	}
+	// Not under $HOME/.cache: QEMU and the agent's second user must read
+	// what is here, and /root is 0700.
+	return filepath.Join(os.TempDir(), "lab-cache")
+}
+
+func cmdRun(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	targets := fs.String("targets", "local", "comma-separated targets to run on")
+	scenFile := fs.String("scenarios", "scenarios.yaml", "scenarios file")
+	only := fs.String("only", "", "comma-separated globs of scenario ids to run (e.g. 'bsd-table/*,timewait/*')")
+	out := fs.String("out", "results", "directory the run's directory is created in")
+	parallel := fs.Int("parallel", orchestrator.DefaultParallel(), "targets run at once")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	log := c.logger()
+	scs, err := scenario.ParseFile(*scenFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
+	scs = scenario.Filter(scs, *only)
+	if len(scs) == 0 {
+		fmt.Fprintf(os.Stderr, "lab: no scenario of %s matches --only %q\n", *scenFile, *only)
+		return exitUsage
+	}
+	all, err := c.targets()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
+	sel, err := orchestrator.Select(all, *targets)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
+	var progress orchestrator.Progress = &orchestrator.LogProgress{Log: log}
+	if isatty.IsTerminal(os.Stderr.Fd()) && !c.verbose {
+		progress = &orchestrator.TermProgress{W: os.Stderr}
+	}
+	sum, err := orchestrator.Run(ctx, orchestrator.Options{
+		Targets:    sel,
+		Scenarios:  scs,
+		ResultsDir: *out,
+		CacheDir:   c.cacheDir,
+		Parallel:   *parallel,
+		Command:    "lab run " + strings.Join(args, " "),
+		Log:        log,
+		Progress:   progress,
+		Providers:  orchestrator.Providers(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitInfra
+	}
+	md, rerr := writeReport(sum.Dir)
+	if rerr != nil {
+		fmt.Fprintln(os.Stderr, "lab:", rerr)
+		return exitInfra
+	}
+	fmt.Fprintf(os.Stderr, "\nresults: %s\nreport:  %s\n", sum.Dir, md)
+	for _, t := range sum.Failed() {
+		fmt.Fprintf(os.Stderr, "target %s %s: %s\n", t.Name, t.Status, t.Error)
+	}
+	switch {
+	case sum.Canceled:
+		return exitInterrupted
+	case len(sum.Failed()) > 0:
+		return exitInfra
+	}
+	return exitOK
+}
+
+// writeReport renders report.md into a run directory.
+func writeReport(dir string) (string, error) {
+	d, err := results.Read(dir)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "report.md")
+	return path, results.WriteFile(path, report.Markdown(report.Compare(d)))
+}
+
+func cmdReport(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: lab report RUN_DIR")
+		return exitUsage
+	}
+	md, err := writeReport(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
+	fmt.Println(md)
+	return exitOK
+}
+
+func cmdValidate(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	file := "scenarios.yaml"
+	if fs.NArg() > 0 {
+		file = fs.Arg(0)
+	}
+	scs, err := scenario.ParseFile(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitUsage
+	}
+	claims := 0
+	for _, s := range scs {
+		if len(s.Expect["answer"]) > 0 {
+			claims++
+		}
+	}
+	fmt.Printf("%s: %d scenarios, %d with claims of the answer\n", file, len(scs), claims)
+	return exitOK
+}
+
+func cmdTargets(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("targets", flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	ts, err := c.targets()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
+	provs := orchestrator.Providers()
+	for _, t := range ts {
+		what := t.Provider
+		switch {
+		case t.Suite != "":
+			what += fmt.Sprintf(" (Debian %s, %s)", t.Suite, t.Kernel)
+		case t.Disk != "":
+			what += " (" + t.Disk + ")"
+		case t.Host != "":
+			what += " (" + t.User + "@" + t.Host + ")"
+		case t.Provider == "local":
+			what += fmt.Sprintf(" (%s/%s)", runtime.GOOS, runtime.GOARCH)
+		}
+		status := "ready"
+		if p, ok := provs[t.Provider]; !ok {
+			status = "unknown provider"
+		} else if err := p.Check(t); err != nil {
+			status = "not available on this host: " + err.Error()
+		}
+		fmt.Printf("%-14s %-50s %s\n", t.Name, what, status)
+	}
+	return exitOK
+}

@@ -1,0 +1,50 @@
+package orchestrator
+
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Providers returns every provider lab knows, by name.
+func Providers() map[string]Provider {
+	return map[string]Provider{
+		"local": Local{},
+	}
+}
+
+// guestMemoryMB is what one microVM costs the host: its RAM plus QEMU's own.
+const guestMemoryMB = 512
+
+// DefaultParallel is how many targets run at once by default: two per core,
+// since a TCG guest spends much of its life waiting on the network and the
+// disk cache, bounded by the memory guests need.
+func DefaultParallel() int {
+	n := 2 * runtime.NumCPU()
+	if avail := memAvailableMB(); avail > 0 && avail/guestMemoryMB < n {
+		n = avail / guestMemoryMB
+	}
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// memAvailableMB reads MemAvailable from /proc/meminfo, 0 where there is none.
+func memAvailableMB() int {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
+			return kb / 1024
+		}
+	}
+	return 0
+}
