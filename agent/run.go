@@ -71,6 +71,12 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	case steps := <-done:
 		res.Steps = steps
 		res.Outcome, res.Reason = outcome(sc, steps)
+		// Waits inside the steps end at the deadline, so a scenario that
+		// finished after it was cut short: its outcome cannot be trusted.
+		if time.Now().After(r.deadline) {
+			res.Outcome = wire.Timeout
+			res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)
+		}
 	case <-ctx.Done():
 		res.Outcome = wire.Timeout
 		res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)

@@ -96,10 +96,11 @@ func sysConnect(fd sysFD, ip6 bool, ap netip.AddrPort, deadline time.Time) error
 // yields EAGAIN (ETIMEDOUT would be mistaken for a TCP timeout).
 func waitFD(fd sysFD, events int16, deadline time.Time) error {
 	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return os.NewSyscallError("poll", unix.EAGAIN)
 		}
+		ms := int((left + time.Millisecond - 1) / time.Millisecond) // round up: never return before the deadline
 		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 		n, err := unix.Poll(fds, ms)
 		if err == unix.EINTR {

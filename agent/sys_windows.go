@@ -128,10 +128,11 @@ func sysConnect(fd sysFD, ip6 bool, ap netip.AddrPort, deadline time.Time) error
 // waitFD waits with WSAPoll until fd is ready or the deadline passes, which
 // yields EAGAIN (WSAEWOULDBLOCK).
 func waitFD(fd sysFD, events int16, deadline time.Time) error {
-	ms := time.Until(deadline).Milliseconds()
-	if ms <= 0 {
+	left := time.Until(deadline)
+	if left <= 0 {
 		return os.NewSyscallError("WSAPoll", windows.WSAEWOULDBLOCK)
 	}
+	ms := int64((left + time.Millisecond - 1) / time.Millisecond) // round up: never return before the deadline
 	fds := []wsaPollFD{{fd: fd, events: events}}
 	r1, _, err := procWSAPoll.Call(uintptr(unsafe.Pointer(&fds[0])), 1, uintptr(ms))
 	if int32(r1) < 0 {
