@@ -20,7 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"lab/results"
+	"lab/rundir"
 	"lab/scenario"
 	"lab/wire"
 )
@@ -79,15 +79,15 @@ type Options struct {
 // Summary is how a run ended.
 type Summary struct {
 	ID, Dir  string
-	Targets  []results.Target
+	Targets  []rundir.Target
 	Canceled bool
 }
 
 // Failed lists the targets that did not complete.
-func (s *Summary) Failed() []results.Target {
-	var out []results.Target
+func (s *Summary) Failed() []rundir.Target {
+	var out []rundir.Target
 	for _, t := range s.Targets {
-		if t.Status != results.StatusComplete {
+		if t.Status != rundir.StatusComplete {
 			out = append(out, t)
 		}
 	}
@@ -101,11 +101,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.Parallel < 1 {
 		opts.Parallel = 1
 	}
-	id, dir, err := results.NewRunDir(opts.ResultsDir, time.Now())
+	id, dir, err := rundir.NewRunDir(opts.ResultsDir, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	run := results.Run{ID: id, Started: time.Now().UTC(), Command: opts.Command, Status: results.StatusRunning}
+	run := rundir.Run{ID: id, Started: time.Now().UTC(), Command: opts.Command, Status: rundir.StatusRunning}
 	for _, t := range opts.Targets {
 		run.Targets = append(run.Targets, t.Name)
 	}
@@ -113,13 +113,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		run.Scenarios = append(run.Scenarios, describe(s))
 	}
 	runFile := filepath.Join(dir, "run.json")
-	if err := results.WriteJSON(runFile, run); err != nil {
+	if err := rundir.WriteJSON(runFile, run); err != nil {
 		return nil, err
 	}
 	opts.Log.Info("run started", "id", id, "dir", dir, "targets", len(opts.Targets), "scenarios", len(opts.Scenarios), "parallel", opts.Parallel)
 
 	req := wire.Request{Scenarios: scenario.Wire(opts.Scenarios)}
-	sum := &Summary{ID: id, Dir: dir, Targets: make([]results.Target, len(opts.Targets))}
+	sum := &Summary{ID: id, Dir: dir, Targets: make([]rundir.Target, len(opts.Targets))}
 	sem := make(chan struct{}, opts.Parallel)
 	var wg sync.WaitGroup
 	for i, t := range opts.Targets {
@@ -139,21 +139,21 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	sum.Canceled = ctx.Err() != nil
 	now := time.Now().UTC()
 	run.Finished = &now
-	run.Status = results.StatusComplete
+	run.Status = rundir.StatusComplete
 	switch {
 	case sum.Canceled:
-		run.Status = results.StatusInterrupted
+		run.Status = rundir.StatusInterrupted
 	case len(sum.Failed()) > 0:
-		run.Status = results.StatusFailed
+		run.Status = rundir.StatusFailed
 	}
-	if err := results.WriteJSON(runFile, run); err != nil {
+	if err := rundir.WriteJSON(runFile, run); err != nil {
 		return sum, err
 	}
 	return sum, nil
 }
 
-func describe(s scenario.Scenario) results.Scenario {
-	d := results.Scenario{ID: s.ID, Title: s.Title, Source: s.Source, Note: s.Note, Proto: s.Proto, Expect: s.Expect, Vars: s.Vars}
+func describe(s scenario.Scenario) rundir.Scenario {
+	d := rundir.Scenario{ID: s.ID, Title: s.Title, Source: s.Source, Note: s.Note, Proto: s.Proto, Expect: s.Expect, Vars: s.Vars}
 	for _, st := range s.Steps {
 		d.Steps = append(d.Steps, st.Text)
 	}
@@ -167,20 +167,20 @@ type targetRun struct {
 	opts   Options
 	file   string
 	log    hclog.Logger
-	res    results.Target
+	res    rundir.Target
 	claims map[string]scenario.Scenario
 	mu     sync.Mutex
 	phase  string
 	since  time.Time
 }
 
-func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, dir string) results.Target {
+func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, dir string) rundir.Target {
 	tr := &targetRun{
 		t:      t,
 		opts:   opts,
 		file:   filepath.Join(dir, t.Name+".json"),
 		log:    opts.Log.Named(t.Name),
-		res:    results.Target{Name: t.Name, Provider: t.Provider, Status: results.StatusRunning, Total: len(req.Scenarios), Phases: []results.Phase{}, Results: []results.Outcome{}},
+		res:    rundir.Target{Name: t.Name, Provider: t.Provider, Status: rundir.StatusRunning, Total: len(req.Scenarios), Phases: []rundir.Phase{}, Results: []rundir.Outcome{}},
 		claims: map[string]scenario.Scenario{},
 	}
 	for _, s := range opts.Scenarios {
@@ -190,12 +190,12 @@ func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, d
 	tr.endPhase(err)
 	switch {
 	case err == nil:
-		tr.res.Status = results.StatusComplete
+		tr.res.Status = rundir.StatusComplete
 	case ctx.Err() != nil:
-		tr.res.Status = results.StatusInterrupted
+		tr.res.Status = rundir.StatusInterrupted
 		tr.res.Error = fmt.Sprintf("interrupted during %s: %v", tr.lastPhase(), err)
 	default:
-		tr.res.Status = results.StatusFailed
+		tr.res.Status = rundir.StatusFailed
 		tr.res.Error = err.Error()
 	}
 	if err := tr.save(); err != nil {
@@ -313,7 +313,7 @@ func (tr *targetRun) runAgent(ctx context.Context, m Machine, cmd string, req wi
 
 // add records a result with the documented claims for this target.
 func (tr *targetRun) add(r wire.Result) {
-	o := results.Outcome{Result: r}
+	o := rundir.Outcome{Result: r}
 	if s, ok := tr.claims[r.ID]; ok && tr.res.Env != nil {
 		target := scenario.Target{OS: tr.res.Env.OS, KernelRelease: tr.res.Env.KernelRelease}
 		for src := range s.Expect {
@@ -333,7 +333,7 @@ func (tr *targetRun) add(r wire.Result) {
 func (tr *targetRun) save() error {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return results.WriteJSON(tr.file, tr.res)
+	return rundir.WriteJSON(tr.file, tr.res)
 }
 
 // startPhase ends the current phase and starts the named one.
@@ -353,7 +353,7 @@ func (tr *targetRun) endPhase(err error) {
 	if tr.phase == "" {
 		return
 	}
-	p := results.Phase{Name: tr.phase, Millis: time.Since(tr.since).Milliseconds()}
+	p := rundir.Phase{Name: tr.phase, Millis: time.Since(tr.since).Milliseconds()}
 	if err != nil {
 		p.Error = err.Error()
 	}

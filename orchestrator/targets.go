@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -151,11 +152,13 @@ func ParseTargets(file string, data []byte) ([]*Target, error) {
 	return out, nil
 }
 
+var targetNameRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
+
 // problems checks a target's fields make sense for its provider.
 func (t *Target) problems() []string {
 	var p []string
-	if t.Name == "" || strings.ContainsAny(t.Name, "/\\ .,") {
-		p = append(p, "\"name\" must be set and contain no / \\ . , or spaces (it names the results file)")
+	if !targetNameRE.MatchString(t.Name) || t.Name == "run" {
+		p = append(p, "\"name\" must be letters, digits, . _ or -, not start with . and not be \"run\" (it names the results file <name>.json beside run.json)")
 	}
 	switch t.Provider {
 	case "local":
@@ -196,12 +199,17 @@ func Select(all []*Target, names string) ([]*Target, error) {
 		known = append(known, t.Name)
 	}
 	var out []*Target
+	chosen := map[string]bool{}
 	for _, n := range strings.Split(names, ",") {
 		n = strings.TrimSpace(n)
 		if n == "" {
 			continue
 		}
 		t, ok := byName[n]
+		if chosen[n] {
+			continue // a target named twice runs once: both would write one file
+		}
+		chosen[n] = true
 		if !ok {
 			return nil, fmt.Errorf("unknown target %q; the targets file defines: %s", n, strings.Join(known, ", "))
 		}

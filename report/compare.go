@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"lab/results"
+	"lab/rundir"
 	"lab/wire"
 )
 
@@ -27,30 +27,30 @@ type Cell struct {
 	Outcome string
 	Claim   string // the answer's claim for this target's OS, "" when none
 	State   string
-	Result  *results.Outcome
+	Result  *rundir.Outcome
 }
 
 // Row is one scenario across every target.
 type Row struct {
-	Scenario results.Scenario
+	Scenario rundir.Scenario
 	Section  string
 	Cells    []Cell
 }
 
 // Comparison is a run read back and compared with the answer.
 type Comparison struct {
-	Dir     *results.Dir
+	Dir     *rundir.Dir
 	Source  string // the documented source compared against: "answer"
 	Rows    []Row
-	Targets []results.Target
+	Targets []rundir.Target
 }
 
 // Compare lines up every scenario of the run against every target.
-func Compare(d *results.Dir) *Comparison {
+func Compare(d *rundir.Dir) *Comparison {
 	c := &Comparison{Dir: d, Source: "answer", Targets: d.Targets}
-	byTarget := make([]map[string]*results.Outcome, len(d.Targets))
+	byTarget := make([]map[string]*rundir.Outcome, len(d.Targets))
 	for i := range d.Targets {
-		byTarget[i] = map[string]*results.Outcome{}
+		byTarget[i] = map[string]*rundir.Outcome{}
 		for j := range d.Targets[i].Results {
 			r := &d.Targets[i].Results[j]
 			byTarget[i][r.ID] = r
@@ -66,7 +66,7 @@ func Compare(d *results.Dir) *Comparison {
 	return c
 }
 
-func cell(target string, r *results.Outcome, source string) Cell {
+func cell(target string, r *rundir.Outcome, source string) Cell {
 	if r == nil {
 		return Cell{Target: target, State: Missing}
 	}

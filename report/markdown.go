@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"lab/results"
+	"lab/rundir"
 )
 
 // Markdown renders the comparison: targets, the answer's BSD tables
@@ -16,7 +16,7 @@ func Markdown(c *Comparison) []byte {
 	run := c.Dir.Run
 	fmt.Fprintf(&b, "# SO_REUSEADDR and SO_REUSEPORT, measured\n\n")
 	fmt.Fprintf(&b, "Run `%s`, started %s, status **%s**. %d scenarios on %d targets.\n\n",
-		run.ID, run.Started.Format("2006-01-02 15:04 UTC"), run.Status, len(run.Scenarios), len(c.Targets))
+		run.ID, run.Started.UTC().Format("2006-01-02 15:04 UTC"), run.Status, len(run.Scenarios), len(c.Targets))
 	fmt.Fprintf(&b, "Each cell is what the kernel did. Where the StackOverflow answer (\"the answer\") claims something else "+
 		"for that OS, the cell is marked **✗** with the claim beside it; ✓ marks agreement, and a bare outcome means the answer "+
 		"makes no claim for that OS.\n\n")
@@ -47,7 +47,7 @@ func targetsTable(b *bytes.Buffer, c *Comparison) {
 	b.WriteString("\n")
 }
 
-func phases(ps []results.Phase) string {
+func phases(ps []rundir.Phase) string {
 	var parts []string
 	for _, p := range ps {
 		parts = append(parts, fmt.Sprintf("%s %.1fs", p.Name, float64(p.Millis)/1000))
@@ -152,8 +152,8 @@ func kernelDiffs(b *bytes.Buffer, c *Comparison) {
 	rows := c.KernelDifferences()
 	fmt.Fprintf(b, "## Where kernels of one family differ from each other (%d scenarios)\n\n", len(rows))
 	if len(rows) == 0 {
-		for fam, ts := range families {
-			if len(ts) > 1 {
+		for _, fam := range sortedFamilies(families) {
+			if ts := families[fam]; len(ts) > 1 {
 				fmt.Fprintf(b, "The %s targets (%s) agree on every scenario they measured.\n", fam, strings.Join(ts, ", "))
 			}
 		}
@@ -170,6 +170,15 @@ func kernelDiffs(b *bytes.Buffer, c *Comparison) {
 		fmt.Fprintf(b, "- `%s`: %s\n", r.Scenario.ID, strings.Join(parts, ", "))
 	}
 	b.WriteString("\n")
+}
+
+func sortedFamilies(m map[string][]string) []string {
+	fams := make([]string, 0, len(m))
+	for f := range m {
+		fams = append(fams, f)
+	}
+	sort.Strings(fams)
+	return fams
 }
 
 func allScenarios(b *bytes.Buffer, c *Comparison) {

@@ -65,6 +65,7 @@ func Parse(file string, data []byte) ([]Scenario, error) {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, Problems{{Pos{file, 1, 1}, "empty file; expected a mapping with key \"scenarios\""}}
 	}
+	p.duplicateKeys(&doc)
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		p.errf(root, "expected a mapping with key \"scenarios\", found %s", kindName(root))
@@ -97,6 +98,24 @@ func Parse(file string, data []byte) ([]Scenario, error) {
 		return nil, p.problems
 	}
 	return out, nil
+}
+
+// duplicateKeys reports a key given twice in one mapping: YAML decoders
+// silently keep the last, which would hide a typo'd scenario.
+func (p *parser) duplicateKeys(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if first, dup := seen[k.Value]; dup {
+				p.errf(k, "field %q given twice (first at %s)", k.Value, p.pos(first))
+			}
+			seen[k.Value] = k
+		}
+	}
+	for _, c := range n.Content {
+		p.duplicateKeys(c)
+	}
 }
 
 type parser struct {
@@ -136,6 +155,9 @@ func (p *parser) scenarioOrMatrix(n *yaml.Node) []Scenario {
 		return nil
 	}
 	rows := p.matrixRows(matrix)
+	if len(rows) == 0 {
+		p.errf(matrix, "matrix: empty; it must give at least one set of variables")
+	}
 	var out []Scenario
 	for _, vars := range rows {
 		if s, ok := p.scenario(substitute(n, vars), vars); ok {
@@ -180,6 +202,10 @@ func (p *parser) matrixRows(m *yaml.Node) []map[string]string {
 			var next []map[string]string
 			for _, r := range rows {
 				for _, val := range v.Content {
+					if val.Kind != yaml.ScalarNode {
+						p.errf(val, "matrix variable %q: expected a scalar, found %s", k.Value, kindName(val))
+						continue
+					}
 					nr := make(map[string]string, len(r)+1)
 					for a, b := range r {
 						nr[a] = b
@@ -203,7 +229,10 @@ var varRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 // variables are left in place and reported by the field checks.
 func substitute(n *yaml.Node, vars map[string]string) *yaml.Node {
 	c := *n
-	if n.Kind == yaml.ScalarNode {
+	if n.Kind == yaml.ScalarNode && varRE.MatchString(n.Value) {
+		// Columns of words after a substitution no longer match the
+		// template; this style tells tokens to point at the step instead.
+		c.Style |= substituted
 		c.Value = varRE.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if v, ok := vars[m[2:len(m)-1]]; ok {
 				return v
@@ -217,6 +246,10 @@ func substitute(n *yaml.Node, vars map[string]string) *yaml.Node {
 	}
 	return &c
 }
+
+// substituted marks a scalar whose ${var}s were replaced. yaml.v3 does not
+// use this bit of Style.
+const substituted yaml.Style = 1 << 7
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9/._-]*$`)
 
@@ -245,8 +278,8 @@ func (p *parser) scenario(n *yaml.Node, vars map[string]string) (Scenario, bool)
 			}
 		case "timeout":
 			d, err := time.ParseDuration(p.str(k.Value, v))
-			if err != nil || d <= 0 {
-				p.errf(v, "field \"timeout\": %q is not a positive duration (e.g. 2s, 500ms)", v.Value)
+			if err != nil || d < time.Millisecond {
+				p.errf(v, "field \"timeout\": %q is not a duration of at least 1ms (e.g. 2s, 500ms)", v.Value)
 			}
 			s.Timeout = wire.Millis(d / time.Millisecond)
 		case "steps":
@@ -398,6 +431,10 @@ func (sp *stepParser) tokens(n *yaml.Node) []token {
 	var toks []token
 	line := n.Value
 	for i := 0; i < len(line); {
+		at := col + i
+		if n.Style&substituted != 0 {
+			at = n.Column
+		}
 		if line[i] == ' ' || line[i] == '\t' {
 			i++
 			continue
@@ -406,7 +443,7 @@ func (sp *stepParser) tokens(n *yaml.Node) []token {
 		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
 			j++
 		}
-		toks = append(toks, token{line[i:j], Pos{sp.file, n.Line, col + i}})
+		toks = append(toks, token{line[i:j], Pos{sp.file, n.Line, at}})
 		i = j
 	}
 	return toks
@@ -524,8 +561,12 @@ func (sp *stepParser) step(n *yaml.Node) (wire.Step, bool) {
 				sp.errAt(args[0].pos, "spread: %q is not a count between 1 and 10000", args[0].text)
 			}
 			st.N = v
+			col := args[1].pos.Col
 			for _, name := range strings.Split(args[1].text, ",") {
-				st.Socks = append(st.Socks, sp.useSock(token{name, args[1].pos}))
+				pos := args[1].pos
+				pos.Col = col
+				st.Socks = append(st.Socks, sp.useSock(token{name, pos}))
+				col += len(name) + 1
 			}
 		}
 	}

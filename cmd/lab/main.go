@@ -26,7 +26,7 @@ import (
 
 	"lab/orchestrator"
 	"lab/report"
-	"lab/results"
+	"lab/rundir"
 	"lab/scenario"
 )
 
@@ -182,12 +182,12 @@ func cmdRun(ctx context.Context, args []string) int {
 
 // writeReport renders report.md into a run directory.
 func writeReport(dir string) (string, error) {
-	d, err := results.Read(dir)
+	d, err := rundir.Read(dir)
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, "report.md")
-	return path, results.WriteFile(path, report.Markdown(report.Compare(d)))
+	return path, rundir.WriteFile(path, report.Markdown(report.Compare(d)))
 }
 
 func cmdReport(ctx context.Context, args []string) int {

@@ -1,0 +1,202 @@
+// Package rundir is the on-disk form of a run: results/<run-id>/run.json
+// describes the run and its scenarios, and <target>.json holds what one
+// target measured. Every file is replaced atomically (written beside, then
+// renamed), so a crash or Ctrl-C leaves the last complete version and never
+// a torn one; a target's file is rewritten after every scenario, so nothing
+// measured is lost.
+package rundir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"lab/wire"
+)
+
+// Run describes one run of lab: when, what and where.
+type Run struct {
+	ID        string     `json:"id"`
+	Started   time.Time  `json:"started"`
+	Finished  *time.Time `json:"finished,omitempty"` // nil while running or after a crash
+	Command   string     `json:"command"`
+	Targets   []string   `json:"targets"`
+	Scenarios []Scenario `json:"scenarios"`
+	// Status is "running", "complete", "interrupted" or "failed".
+	Status string `json:"status"`
+}
+
+// Scenario is what the report needs to know of a scenario besides results.
+type Scenario struct {
+	ID     string                       `json:"id"`
+	Title  string                       `json:"title,omitempty"`
+	Source string                       `json:"source,omitempty"`
+	Note   string                       `json:"note,omitempty"`
+	Proto  string                       `json:"proto"`
+	Steps  []string                     `json:"steps"`
+	Expect map[string]map[string]string `json:"expect,omitempty"`
+	Vars   map[string]string            `json:"vars,omitempty"`
+}
+
+// Target is what one target measured.
+type Target struct {
+	Name     string    `json:"target"`
+	Provider string    `json:"provider"`
+	Env      *wire.Env `json:"env,omitempty"`
+	// Status is "running", "complete", "failed" or "interrupted".
+	Status string `json:"status"`
+	// Error says why a failed target failed, naming the phase.
+	Error string `json:"error,omitempty"`
+	// Phases records how long each phase of the target's life took.
+	Phases  []Phase   `json:"phases"`
+	Total   int       `json:"total"` // scenarios asked for
+	Results []Outcome `json:"results"`
+}
+
+// Phase is one step of a target's life and how long it took.
+type Phase struct {
+	Name   string `json:"name"` // image, boot, connect, upload, run, teardown
+	Millis int64  `json:"ms"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Outcome is one scenario's result on a target, with the documented claims
+// for this target beside it.
+type Outcome struct {
+	wire.Result
+	// Claims maps a documented source (answer) to its claim for this
+	// target's OS, and ClaimKeys to the expect key that matched.
+	Claims    map[string]string `json:"claims,omitempty"`
+	ClaimKeys map[string]string `json:"claim_keys,omitempty"`
+}
+
+// Status values.
+const (
+	StatusRunning     = "running"
+	StatusComplete    = "complete"
+	StatusFailed      = "failed"
+	StatusInterrupted = "interrupted"
+)
+
+// NewRunDir creates a fresh directory for a run under base. The directory is
+// created exclusively, so two runs started at once never share one.
+func NewRunDir(base string, now time.Time) (id, dir string, err error) {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", "", fmt.Errorf("creating results directory: %w", err)
+	}
+	stamp := now.UTC().Format("20060102T150405Z")
+	for i := 1; i < 100; i++ {
+		id = stamp
+		if i > 1 {
+			id = fmt.Sprintf("%s-%d", stamp, i)
+		}
+		dir = filepath.Join(base, id)
+		err = os.Mkdir(dir, 0o755)
+		if err == nil {
+			return id, dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", "", fmt.Errorf("creating run directory: %w", err)
+		}
+	}
+	return "", "", fmt.Errorf("creating run directory under %s: %w", base, err)
+}
+
+// WriteJSON replaces path with v as indented JSON, atomically.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
+	}
+	return WriteFile(path, append(b, '\n'))
+}
+
+// WriteFile replaces path with data atomically: a reader sees the old file
+// or the new one, never part of either.
+func WriteFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// Dir is a run directory read back.
+type Dir struct {
+	Path    string
+	Run     Run
+	Targets []Target // in the run's target order, then by name
+}
+
+// Read loads a run directory. A target listed in run.json whose file is
+// missing is returned with status "missing".
+func Read(dir string) (*Dir, error) {
+	d := &Dir{Path: dir}
+	if err := readJSON(filepath.Join(dir, "run.json"), &d.Run); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, name := range d.Run.Targets {
+		var t Target
+		err := readJSON(filepath.Join(dir, name+".json"), &t)
+		if errors.Is(err, os.ErrNotExist) {
+			t = Target{Name: name, Status: "missing", Error: "no results file: the target never started or the run was cut off"}
+		} else if err != nil {
+			return nil, err
+		}
+		seen[name] = true
+		d.Targets = append(d.Targets, t)
+	}
+	// Targets not listed in run.json (e.g. copied in by hand) still count.
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	sort.Strings(files)
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		if name == "run" || seen[name] || strings.HasPrefix(name, ".") {
+			continue
+		}
+		var t Target
+		if err := readJSON(f, &t); err != nil {
+			return nil, err
+		}
+		if t.Name == "" {
+			continue
+		}
+		d.Targets = append(d.Targets, t)
+	}
+	return d, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading results: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("reading results %s: %w", path, err)
+	}
+	return nil
+}
