@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"syscall"
 	"time"
 )
 
@@ -36,9 +35,7 @@ func (localMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout
 	// helper; it is killed if it does not exit within 2 s.
 	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
 	c.WaitDelay = 2 * time.Second
-	if runtime.GOOS == "linux" {
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	}
+	c.SysProcAttr = agentProcAttr()
 	if err := c.Run(); err != nil {
 		return fmt.Errorf("local agent: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 func Providers() map[string]Provider {
 	return map[string]Provider{
 		"local": Local{},
+		"qemu":  QEMU{},
+		"ssh":   SSH{},
 	}
 }
 

@@ -1,0 +1,118 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	"lab/remote"
+)
+
+// sshMachine is a target reached over SSH: a guest lab booted (vm set) or
+// a host that was already there.
+type sshMachine struct {
+	client *remote.Client
+	goos   string
+	sudo   bool
+	// stop tears down what the provider started (the VM); nil for hosts
+	// lab does not own.
+	stop   func(context.Context) error
+	exited <-chan struct{} // closed when the VM dies; nil for hosts
+	once   sync.Once
+	err    error
+}
+
+// Upload copies the agent to the target's temporary directory under a
+// random name, so two runs on one host never collide.
+func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return "", fmt.Errorf("opening agent: %w", err)
+	}
+	defer f.Close()
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	name := "lab-agent-" + hex.EncodeToString(rnd[:])
+	dst := path.Join("/tmp", name)
+	if m.goos == "windows" {
+		// OpenSSH for Windows's SFTP server takes /C:/... paths; cmd.exe
+		// runs the same file by its Windows form.
+		dst = "/C:/Windows/Temp/" + name + ".exe"
+	}
+	if err := m.client.Upload(ctx, f, dst, 0o755); err != nil {
+		return "", err
+	}
+	return agentCommand(m.goos, dst, m.sudo), nil
+}
+
+// agentCommand is the shell command that runs the uploaded agent and
+// removes it afterwards, quoted for the target's shell.
+func agentCommand(goos, dst string, sudo bool) string {
+	if goos == "windows" {
+		win := strings.ReplaceAll(strings.TrimPrefix(dst, "/"), "/", `\`)
+		return fmt.Sprintf(`cmd /c ""%s" & del "%s""`, win, win)
+	}
+	q := shellQuote(dst)
+	run := q
+	if sudo {
+		run = "sudo -n " + q
+	}
+	return fmt.Sprintf("%s; s=$?; rm -f %s; exit $s", run, q)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Run runs cmd; a VM that dies mid-run ends it at once.
+func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if m.exited != nil {
+		go func() {
+			select {
+			case <-m.exited:
+				cancel(errors.New("the guest's QEMU process exited"))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	var stderr bytes.Buffer
+	remoteErr, transportErr := m.client.Run(ctx, cmd, stdin, stdout, &stderr)
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		return fmt.Errorf("running agent: %w", cause)
+	}
+	if transportErr != nil {
+		return fmt.Errorf("running agent: connection lost: %w", transportErr)
+	}
+	if remoteErr != nil {
+		return fmt.Errorf("agent failed: %w: %s", remoteErr, strings.TrimSpace(lastLines(stderr.String(), 5)))
+	}
+	return nil
+}
+
+// Close disconnects and stops the VM, once.
+func (m *sshMachine) Close(ctx context.Context) error {
+	m.once.Do(func() {
+		m.client.Close()
+		if m.stop != nil {
+			m.err = m.stop(ctx)
+		}
+	})
+	return m.err
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
