@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -66,7 +67,7 @@ func (QEMU) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error)
 		Arch:   t.Arch,
 		Kernel: img.Kernel,
 		Initrd: img.Initrd,
-		Append: "console=ttyS0 panic=-1 quiet",
+		Append: strings.TrimSpace("console=ttyS0 panic=-1 quiet " + t.KernelArgs),
 	}, img.User, signer, ssh.FixedHostKey(hostKey))
 }
 
@@ -83,6 +84,7 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 	}
 	cfg.Accel = "auto"
 	cfg.ConsolePath = filepath.Join(env.RunDir, t.Name+".console.log")
+	cfg.Name = "lab " + t.Name + " " + env.RunDir
 	cfg.Log = env.Log
 	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
@@ -102,13 +104,13 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 		MaxBannerWait: time.Second,
 	})
 	if err != nil {
-		stopErr := stop(context.WithoutCancel(ctx))
 		why := "SSH did not come up"
 		select {
 		case <-vm.Exited():
 			why = fmt.Sprintf("QEMU exited (%v) before SSH came up", vm.ExitErr())
 		default:
 		}
+		stopErr := stop(context.WithoutCancel(ctx))
 		return nil, errors.Join(fmt.Errorf("%s: %w\nlast console lines (%s):\n%s", why, err, cfg.ConsolePath, vm.ConsoleTail(15)), stopErr)
 	}
 	return &sshMachine{client: client, goos: t.OS, stop: stop, exited: vm.Exited()}, nil

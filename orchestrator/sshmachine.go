@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"lab/remote"
 )
@@ -88,6 +89,15 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	remoteErr, transportErr := m.client.Run(ctx, cmd, stdin, stdout, &stderr)
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 		return fmt.Errorf("running agent: %w", cause)
+	}
+	if transportErr != nil && m.exited != nil {
+		// A dead VM usually shows first as a dropped connection; say
+		// what happened to the guest, not only to the connection.
+		select {
+		case <-m.exited:
+			return fmt.Errorf("running agent: the guest's QEMU process exited: %w", transportErr)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	if transportErr != nil {
 		return fmt.Errorf("running agent: connection lost: %w", transportErr)

@@ -29,6 +29,8 @@ type Target struct {
 	Kernel string `yaml:"kernel"` // the kernel package, e.g. linux-image-cloud-amd64
 	// ... or a cloud image booted with a NoCloud seed lab generates.
 	Disk string `yaml:"disk"`
+	// KernelArgs are added to a microVM's kernel command line.
+	KernelArgs string `yaml:"kernel_args"`
 
 	// Provider ssh (and qemu disk images): how to log in.
 	Host       string `yaml:"host"` // host or host:port
@@ -72,7 +74,7 @@ var DefaultTargets = []*Target{
 var targetFields = map[string]bool{}
 
 func init() {
-	for _, f := range []string{"name", "provider", "os", "arch", "suite", "kernel", "disk", "host", "user", "key", "known_hosts", "sudo", "memory_mb", "cpus", "boot_timeout"} {
+	for _, f := range []string{"name", "provider", "os", "arch", "suite", "kernel", "disk", "kernel_args", "host", "user", "key", "known_hosts", "sudo", "memory_mb", "cpus", "boot_timeout"} {
 		targetFields[f] = true
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// CPU overrides the -cpu model: by default "host" under KVM and, under TCG, QEMU's own
 	// default on x86 (faster to boot than "max") and "max" elsewhere.
 	CPU string
+	// Name names the guest in QEMU's command line (-name), so that ps and
+	// tests can tell which run a QEMU belongs to. Commas are dropped: QEMU
+	// would read them as option separators.
+	Name string
 	// ConsolePath, if set, receives everything the guest writes to its first serial port.
 	ConsolePath string
 	// Log receives what the VM does, the full QEMU command at debug level; nil discards.
@@ -387,6 +391,9 @@ func (cfg *Config) args(info archInfo, accel string, port int) []string {
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", port),
 		"-device", "virtio-net-"+bus+",netdev=net0"+noROM,
 	)
+	if cfg.Name != "" {
+		args = append(args, "-name", strings.ReplaceAll(cfg.Name, ",", ""))
+	}
 	if cfg.Kernel != "" {
 		args = append(args, "-kernel", cfg.Kernel)
 		if cfg.Initrd != "" {

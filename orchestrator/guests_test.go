@@ -1,0 +1,340 @@
+package orchestrator_test
+
+import (
+	"fmt"
+
+	"context"
+	"errors"
+	"golang.org/x/crypto/ssh"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"lab/image"
+	"lab/orchestrator"
+	"lab/qemu"
+	"lab/remote"
+	"lab/rundir"
+	"lab/scenario"
+)
+
+// These tests boot real Linux guests under QEMU (TCG) from Debian's
+// packages. They need qemu-system-x86_64, apt-get and Debian's mirror, which
+// the README's test command installs; only -short skips them.
+
+func cacheDir(t testing.TB) string {
+	if d := os.Getenv("LAB_CACHE"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "lab-cache")
+}
+
+func needGuests(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU guests; skipped with -short")
+	}
+}
+
+func scenarios(t testing.TB, only string) []scenario.Scenario {
+	t.Helper()
+	scs, err := scenario.ParseFile("../scenarios.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scenario.Filter(scs, only)
+}
+
+func defaultTarget(t testing.TB, name string) *orchestrator.Target {
+	t.Helper()
+	for _, tg := range orchestrator.DefaultTargets {
+		if tg.Name == name {
+			c := *tg
+			return &c
+		}
+	}
+	t.Fatalf("no default target %s", name)
+	return nil
+}
+
+// qemuProcs lists QEMU processes whose command line contains s.
+func qemuProcs(s string) []string {
+	var out []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, s) {
+			out = append(out, filepath.Base(filepath.Dir(f))+": "+cmd)
+		}
+	}
+	return out
+}
+
+// noQEMULeft fails the test if a QEMU of this run outlived it.
+func noQEMULeft(t *testing.T, runDir string) {
+	t.Helper()
+	if left := qemuProcs(runDir); len(left) > 0 {
+		t.Errorf("QEMU processes outlived the run: %v", left)
+	}
+}
+
+func runOpts(t *testing.T, targets []*orchestrator.Target, scs []scenario.Scenario) orchestrator.Options {
+	return orchestrator.Options{
+		Targets:    targets,
+		Scenarios:  scs,
+		ResultsDir: t.TempDir(),
+		CacheDir:   cacheDir(t),
+		Parallel:   len(targets),
+		Log:        hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}),
+		Providers:  orchestrator.Providers(),
+	}
+}
+
+// TestThreeKernels runs part of the catalog on the three Debian kernels and
+// the local machine at once, as the README's main command does.
+func TestThreeKernels(t *testing.T) {
+	needGuests(t)
+	targets := []*orchestrator.Target{defaultTarget(t, "local"), defaultTarget(t, "linux-5.10"), defaultTarget(t, "linux-6.1"), defaultTarget(t, "linux-6.12")}
+	scs := scenarios(t, "bsd-table/*,timewait/*,linux/reuseport-other-user/*,distribution/udp-reuseport")
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, targets, scs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noQEMULeft(t, sum.Dir)
+	d, err := rundir.Read(sum.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRelease := map[string]string{"linux-5.10": "5.10.", "linux-6.1": "6.1.", "linux-6.12": "6.12."}
+	for _, tr := range d.Targets {
+		t.Run(tr.Name, func(t *testing.T) {
+			if tr.Status != rundir.StatusComplete {
+				t.Fatalf("status %s: %s", tr.Status, tr.Error)
+			}
+			if len(tr.Results) != len(scs) {
+				t.Errorf("%d results for %d scenarios", len(tr.Results), len(scs))
+			}
+			if w := wantRelease[tr.Name]; w != "" && !strings.HasPrefix(tr.Env.KernelRelease, w) {
+				t.Errorf("kernel %s, want %s*", tr.Env.KernelRelease, w)
+			}
+			for _, r := range tr.Results {
+				// Observed on every Linux kernel measured: SO_REUSEPORT
+				// across two users is refused, and the guests have the
+				// second user, so these are measured, never skipped.
+				if strings.HasPrefix(r.ID, "linux/reuseport-other-user/") && r.Outcome != "EADDRINUSE" {
+					t.Errorf("%s: %s (%s), observed EADDRINUSE on every Linux", r.ID, r.Outcome, r.Reason)
+				}
+			}
+			if tr.Provider == "qemu" {
+				if _, err := os.Stat(filepath.Join(sum.Dir, tr.Name+".console.log")); err != nil {
+					t.Errorf("console log: %v", err)
+				}
+				var names []string
+				for _, p := range tr.Phases {
+					names = append(names, p.Name)
+				}
+				if got := strings.Join(names, ","); got != "image,boot,connect,upload,run,teardown" {
+					t.Errorf("phases %s", got)
+				}
+			}
+		})
+	}
+}
+
+// TestQEMUKilledMidRun kills a guest's QEMU while the agent runs: the target
+// fails with a clear error naming the phase, what was measured is kept, and
+// nothing is left running.
+func TestQEMUKilledMidRun(t *testing.T) {
+	needGuests(t)
+	scs := scenarios(t, "")
+	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
+	var once sync.Once
+	killed := make(chan int, 1)
+	opts.Progress = progressFunc(func(s orchestrator.TargetState) {
+		if s.Phase == "run" && s.Done >= 5 {
+			once.Do(func() {
+				procs := qemuProcs(opts.ResultsDir)
+				if len(procs) != 1 {
+					t.Errorf("want one QEMU of this run, found %v", procs)
+					return
+				}
+				var pid int
+				if _, err := fmtSscan(procs[0], &pid); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+					killed <- pid
+				}
+			})
+		}
+	})
+	sum, err := orchestrator.Run(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noQEMULeft(t, sum.Dir)
+	select {
+	case <-killed:
+	default:
+		t.Fatal("QEMU was never killed: the run ended before 5 results")
+	}
+	tr := sum.Targets[0]
+	if tr.Status != rundir.StatusFailed {
+		t.Fatalf("status %s, want failed", tr.Status)
+	}
+	for _, want := range []string{"linux-6.1", "run", "QEMU process exited"} {
+		if !strings.Contains(tr.Error, want) {
+			t.Errorf("error %q does not say %q", tr.Error, want)
+		}
+	}
+	d, err := rundir.Read(sum.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.Targets[0].Results); n < 5 || n >= len(scs) {
+		t.Errorf("%d results kept; want the 5 or more measured before the kill", n)
+	}
+}
+
+// TestGuestNeverOpensSSH boots a guest whose init is a shell instead of
+// lab's init, so sshd never starts: the connect deadline ends the wait, the
+// error says so and carries the console's last lines, and QEMU is stopped.
+func TestGuestNeverOpensSSH(t *testing.T) {
+	needGuests(t)
+	tg := defaultTarget(t, "linux-6.1")
+	tg.KernelArgs = "rdinit=/bin/sh"
+	tg.BootTimeout = orchestrator.Duration(10 * time.Second)
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scenarios(t, "bsd-table/row1/*")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	noQEMULeft(t, sum.Dir)
+	tr := sum.Targets[0]
+	if tr.Status != rundir.StatusFailed {
+		t.Fatalf("status %s, want failed", tr.Status)
+	}
+	t.Logf("error: %s", tr.Error)
+	for _, want := range []string{"connect", "SSH did not come up", "last console lines"} {
+		if !strings.Contains(tr.Error, want) {
+			t.Errorf("error does not say %q:\n%s", want, tr.Error)
+		}
+	}
+	// The shell that replaced init complains on the console that it has no
+	// controlling terminal: proof the tail is the guest's console.
+	if _, tail, _ := strings.Cut(tr.Error, "last console lines"); !strings.Contains(tail, "job control") {
+		t.Errorf("error carries no console output:\n%s", tr.Error)
+	}
+}
+
+// TestWrongHostKeyRefused boots a real guest and dials it pinning a key that
+// is not its own: the connection is refused at once, not retried.
+func TestWrongHostKeyRefused(t *testing.T) {
+	needGuests(t)
+	ctx := context.Background()
+	spec, _ := image.DefaultSpec("linux-6.1")
+	img, err := image.Build(ctx, spec, cacheDir(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: "console=ttyS0 panic=-1 quiet", MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Stop(context.Background()) })
+	signer, err := img.ClientSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First prove the guest is reachable with its real key ...
+	real, err := img.HostPublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := remote.Dial(ctx, remote.Config{Addr: vm.SSHAddr(), User: "root", Signer: signer, HostKey: fixedKey(real), Deadline: 60 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second})
+	if err != nil {
+		t.Fatalf("dial with the pinned key: %v", err)
+	}
+	c.Close()
+	// ... then pin another.
+	start := time.Now()
+	_, err = remote.Dial(ctx, remote.Config{Addr: vm.SSHAddr(), User: "root", Signer: signer, HostKey: fixedKey(signer.PublicKey()), Deadline: 30 * time.Second, Abort: vm.Exited()})
+	if !errors.Is(err, remote.ErrHostKey) {
+		t.Fatalf("dial pinning the wrong key: %v, want ErrHostKey", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refusal took %s: a host key mismatch must not be retried", d)
+	}
+}
+
+// TestInterruptDuringRun sends SIGINT to a real lab process while a guest
+// runs the catalog: lab exits 4, keeps the results, marks the run
+// interrupted and leaves no QEMU behind.
+func TestInterruptDuringRun(t *testing.T) {
+	needGuests(t)
+	bin := filepath.Join(t.TempDir(), "lab")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/lab").CombinedOutput(); err != nil {
+		t.Fatalf("building lab: %v\n%s", err, out)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(bin, "run", "--targets", "linux-6.1", "--scenarios", "scenarios.yaml", "--out", out, "--cache", cacheDir(t))
+	cmd.Dir = ".."
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	// Interrupt once the agent has reported a result.
+	deadline := time.Now().Add(90 * time.Second)
+	var file string
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(filepath.Join(out, "*", "linux-6.1.json"))
+		if len(files) == 1 {
+			if b, _ := os.ReadFile(files[0]); strings.Contains(string(b), `"outcome"`) {
+				file = files[0]
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if file == "" {
+		t.Fatalf("no result within 90 s:\n%s", stderr.String())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Errorf("lab exited with %v, want exit status 4\n%s", err, stderr.String())
+	}
+	noQEMULeft(t, out)
+	d, err := rundir.Read(filepath.Dir(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Run.Status != rundir.StatusInterrupted {
+		t.Errorf("run status %s, want interrupted", d.Run.Status)
+	}
+	tr := d.Targets[0]
+	if tr.Status != rundir.StatusInterrupted || len(tr.Results) == 0 {
+		t.Errorf("target status %s with %d results; want interrupted with the results measured", tr.Status, len(tr.Results))
+	}
+}
+
+// progressFunc adapts a function to orchestrator.Progress.
+type progressFunc func(orchestrator.TargetState)
+
+func (f progressFunc) Update(s orchestrator.TargetState) { f(s) }
+
+func fmtSscan(s string, pid *int) (int, error) { return fmt.Sscan(strings.SplitN(s, ":", 2)[0], pid) }
+
+func fixedKey(k ssh.PublicKey) ssh.HostKeyCallback { return ssh.FixedHostKey(k) }
