@@ -13,9 +13,15 @@ import (
 	"sync"
 )
 
-// agentBuilds serialises builds of one GOOS/GOARCH: parallel targets of the
-// same kind share one binary.
-var agentBuilds sync.Map // "goos/goarch" -> *sync.Mutex
+// agentBuilds serialises builds of one GOOS/GOARCH and remembers the result
+// for the life of the process: parallel targets of the same kind share one
+// binary and one go build.
+var agentBuilds sync.Map // "cacheDir goos/goarch" -> *agentBuild
+
+type agentBuild struct {
+	mu   sync.Mutex
+	path string
+}
 
 // agent cross-compiles the agent for t (static, CGO_ENABLED=0) into the
 // cache and returns its path. Go's build cache makes a rebuild of unchanged
@@ -38,9 +44,13 @@ func BuildAgent(ctx context.Context, cacheDir, goos, goarch string) (string, err
 	if err != nil {
 		return "", err
 	}
-	mu, _ := agentBuilds.LoadOrStore(goos+"/"+goarch, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	v, _ := agentBuilds.LoadOrStore(cacheDir+" "+goos+"/"+goarch, &agentBuild{})
+	ab := v.(*agentBuild)
+	ab.mu.Lock()
+	defer ab.mu.Unlock()
+	if ab.path != "" {
+		return ab.path, nil
+	}
 	name := "lab-agent"
 	if goos == "windows" {
 		name += ".exe"
@@ -60,6 +70,7 @@ func BuildAgent(ctx context.Context, cacheDir, goos, goarch string) (string, err
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build agent for %s/%s: %w: %s", goos, goarch, err, strings.TrimSpace(stderr.String()))
 	}
+	ab.path = out
 	return out, nil
 }
 

@@ -96,7 +96,7 @@ func runOpts(t *testing.T, targets []*orchestrator.Target, scs []scenario.Scenar
 		ResultsDir: t.TempDir(),
 		CacheDir:   cacheDir(t),
 		Parallel:   len(targets),
-		Log:        hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}),
+		Log:        quietLog(),
 		Providers:  orchestrator.Providers(),
 	}
 }
@@ -246,7 +246,7 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: "console=ttyS0 panic=-1 quiet", MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
+	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: orchestrator.GuestCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,3 +338,5 @@ func (f progressFunc) Update(s orchestrator.TargetState) { f(s) }
 func fmtSscan(s string, pid *int) (int, error) { return fmt.Sscan(strings.SplitN(s, ":", 2)[0], pid) }
 
 func fixedKey(k ssh.PublicKey) ssh.HostKeyCallback { return ssh.FixedHostKey(k) }
+
+func quietLog() hclog.Logger { return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}) }

@@ -1,0 +1,171 @@
+package orchestrator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"lab/image"
+	"lab/orchestrator"
+	"lab/qemu"
+	"lab/remote"
+	"lab/scenario"
+	"lab/wire"
+)
+
+// The issue's speed targets, as ratios measured in the same run:
+//
+//	go test ./orchestrator -run XXX -bench . -benchtime 1x
+//
+// BenchmarkMicroVM: one microVM from start to results, against a 10 s budget
+// (ratio <= 1). BenchmarkParallel: three targets at once against the slowest
+// alone (<= 1.3). BenchmarkAgainstOpenSSH: lab's connect+upload+run on a
+// booted guest against scp plus ssh from OpenSSH for the same agent and
+// scenarios (<= 1.0). Images are built before timing starts.
+
+func benchRun(b *testing.B, targets []*orchestrator.Target, scs []scenario.Scenario) time.Duration {
+	b.Helper()
+	opts := orchestrator.Options{
+		Targets: targets, Scenarios: scs, ResultsDir: b.TempDir(), CacheDir: cacheDir(b),
+		Parallel: len(targets), Log: quietLog(), Providers: orchestrator.Providers(),
+	}
+	start := time.Now()
+	sum, err := orchestrator.Run(context.Background(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range sum.Targets {
+		if t.Status != "complete" {
+			b.Fatalf("%s: %s %s", t.Name, t.Status, t.Error)
+		}
+	}
+	return time.Since(start)
+}
+
+func warm(b *testing.B, names ...string) []*orchestrator.Target {
+	b.Helper()
+	var ts []*orchestrator.Target
+	for _, n := range names {
+		t := defaultTarget(b, n)
+		if _, err := image.Build(context.Background(), image.Spec{Name: t.Name, Suite: t.Suite, KernelPackage: t.Kernel, Arch: t.Arch}, cacheDir(b), nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := orchestrator.BuildAgent(context.Background(), cacheDir(b), "linux", "amd64"); err != nil {
+			b.Fatal(err)
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func BenchmarkMicroVM(b *testing.B) {
+	scs := scenarios(b, "")
+	for _, name := range []string{"linux-5.10", "linux-6.1", "linux-6.12"} {
+		b.Run(name, func(b *testing.B) {
+			ts := warm(b, name)
+			var total time.Duration
+			for b.Loop() {
+				total += benchRun(b, ts, scs)
+			}
+			per := total / time.Duration(b.N)
+			b.ReportMetric(per.Seconds(), "s/run")
+			b.ReportMetric(per.Seconds()/10, "ratio-to-10s")
+		})
+	}
+}
+
+func BenchmarkParallel(b *testing.B) {
+	scs := scenarios(b, "")
+	names := []string{"linux-5.10", "linux-6.1", "linux-6.12"}
+	ts := warm(b, names...)
+	for b.Loop() {
+		var slowest time.Duration
+		for _, t := range ts {
+			slowest = max(slowest, benchRun(b, []*orchestrator.Target{t}, scs))
+		}
+		together := benchRun(b, ts, scs)
+		b.ReportMetric(slowest.Seconds(), "s-slowest-alone")
+		b.ReportMetric(together.Seconds(), "s-three-at-once")
+		b.ReportMetric(together.Seconds()/slowest.Seconds(), "ratio")
+	}
+}
+
+func BenchmarkAgainstOpenSSH(b *testing.B) {
+	ctx := context.Background()
+	spec, _ := image.DefaultSpec("linux-6.1")
+	img, err := image.Build(ctx, spec, cacheDir(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	agentBin, err := orchestrator.BuildAgent(ctx, cacheDir(b), "linux", "amd64")
+	if err != nil {
+		b.Fatal(err)
+	}
+	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: orchestrator.GuestCmdline, MemoryMB: 256, ConsolePath: filepath.Join(b.TempDir(), "console")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Stop(ctx)
+	hostKey, _ := img.HostPublicKey()
+	signer, _ := img.ClientSigner()
+	cfg := remote.Config{Addr: vm.SSHAddr(), User: "root", Signer: signer, HostKey: fixedKey(hostKey), Deadline: 60 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second}
+	c, err := remote.Dial(ctx, cfg) // wait for the boot outside the timing
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+	req, _ := json.Marshal(wire.Request{Scenarios: scenario.Wire(scenarios(b, ""))})
+	reqFile := filepath.Join(b.TempDir(), "req.json")
+	os.WriteFile(reqFile, req, 0o644)
+	known := filepath.Join(b.TempDir(), "known_hosts")
+	hk, _ := os.ReadFile(img.HostKey)
+	os.WriteFile(known, append([]byte("["+"127.0.0.1"+"]:"+port(vm.SSHAddr())+" "), hk...), 0o644)
+	sshOpts := []string{"-i", img.ClientKey, "-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-P", port(vm.SSHAddr())}
+
+	for b.Loop() {
+		start := time.Now()
+		c, err := remote.Dial(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, _ := os.Open(agentBin)
+		if err := c.Upload(ctx, f, "/tmp/lab-agent-bench", 0o755); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		var out bytes.Buffer
+		if rerr, terr := c.Run(ctx, "/tmp/lab-agent-bench", bytes.NewReader(req), &out, os.Stderr); rerr != nil || terr != nil {
+			b.Fatal(rerr, terr)
+		}
+		c.Close()
+		labTime := time.Since(start)
+
+		start = time.Now()
+		if o, err := exec.Command("scp", append(sshOpts, "-q", agentBin, "root@127.0.0.1:/tmp/lab-agent-scp")...).CombinedOutput(); err != nil {
+			b.Fatalf("scp: %v %s", err, o)
+		}
+		sshArgs := append([]string{}, sshOpts...)
+		sshArgs[len(sshArgs)-2] = "-p" // ssh spells the port option in lower case
+		ssh := exec.Command("ssh", append(sshArgs, "root@127.0.0.1", "/tmp/lab-agent-scp")...)
+		ssh.Stdin, _ = os.Open(reqFile)
+		if o, err := ssh.Output(); err != nil || !bytes.Contains(o, []byte(`"done"`)) {
+			b.Fatalf("ssh: %v", err)
+		}
+		opensshTime := time.Since(start)
+		b.ReportMetric(labTime.Seconds(), "s-lab")
+		b.ReportMetric(opensshTime.Seconds(), "s-openssh")
+		b.ReportMetric(labTime.Seconds()/opensshTime.Seconds(), "ratio")
+	}
+}
+
+func port(addr string) string {
+	var p string
+	fmt.Sscanf(addr[len("127.0.0.1:"):], "%s", &p)
+	return p
+}
