@@ -23,7 +23,7 @@ func (s TargetState) String() string {
 	switch s.Status {
 	case "complete":
 		return fmt.Sprintf("done (%d/%d scenarios)", s.Done, s.Total)
-	case "failed", "interrupted":
+	case "failed", "interrupted", "unavailable":
 		return fmt.Sprintf("%s after %d/%d: %s", s.Status, s.Done, s.Total, s.Error)
 	}
 	switch s.Phase {

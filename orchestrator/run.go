@@ -191,6 +191,9 @@ func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, d
 	switch {
 	case err == nil:
 		tr.res.Status = rundir.StatusComplete
+	case errors.Is(err, ErrUnavailable):
+		tr.res.Status = rundir.StatusUnavailable
+		tr.res.Error = err.Error()
 	case ctx.Err() != nil:
 		tr.res.Status = rundir.StatusInterrupted
 		tr.res.Error = fmt.Sprintf("interrupted during %s: %v", tr.lastPhase(), err)

@@ -81,6 +81,9 @@ const (
 	StatusComplete    = "complete"
 	StatusFailed      = "failed"
 	StatusInterrupted = "interrupted"
+	// StatusUnavailable: this host cannot run the target (no image, no
+	// QEMU for its architecture); nothing was measured and nothing faked.
+	StatusUnavailable = "unavailable"
 )
 
 // NewRunDir creates a fresh directory for a run under base. The directory is
