@@ -86,7 +86,7 @@ func environment(req wire.Request) (*wire.Env, map[string]string) {
 	addrs, note := chooseAddrs(req.Addrs)
 	env := &wire.Env{
 		OS:           runtime.GOOS,
-		Family:       family(runtime.GOOS),
+		Family:       wire.Family(runtime.GOOS),
 		Arch:         runtime.GOARCH,
 		Addrs:        addrs,
 		AddrsNote:    note,
@@ -97,19 +97,6 @@ func environment(req wire.Request) (*wire.Env, map[string]string) {
 	env.UID = uid()
 	env.OtherUser, env.OtherUserNote = otherUser(req.OtherUser)
 	return env, addrs
-}
-
-// family groups an OS the way the answer does.
-func family(goos string) string {
-	switch goos {
-	case "freebsd", "openbsd", "netbsd", "dragonfly", "darwin", "ios":
-		return "bsd"
-	case "linux", "android":
-		return "linux"
-	case "illumos", "solaris":
-		return "solaris"
-	}
-	return goos
 }
 
 // errUnsupported marks an option this OS does not define.

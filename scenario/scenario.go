@@ -44,19 +44,8 @@ type Target struct {
 	KernelRelease string // e.g. "6.1.0-28-cloud-amd64", "14.1-RELEASE"
 }
 
-// Family returns the OS family the answer groups os into: bsd, linux,
-// windows or solaris; other systems are their own family.
-func Family(os string) string {
-	switch os {
-	case "freebsd", "openbsd", "netbsd", "dragonfly", "darwin", "ios":
-		return "bsd"
-	case "linux", "android":
-		return "linux"
-	case "illumos", "solaris":
-		return "solaris"
-	}
-	return os
-}
+// Family returns the OS family the answer groups os into.
+func Family(os string) string { return wire.Family(os) }
 
 // Claim returns what source claims this scenario does on t, and the
 // expectation key that matched. The most specific key wins: an OS with a

@@ -142,3 +142,17 @@ type Done struct {
 	Scenarios int   `json:"scenarios"`
 	Micros    int64 `json:"micros"`
 }
+
+// Family returns the OS family the answer groups an OS (a GOOS) into: bsd,
+// linux, windows or solaris; other systems are their own family.
+func Family(goos string) string {
+	switch goos {
+	case "freebsd", "openbsd", "netbsd", "dragonfly", "darwin", "ios":
+		return "bsd"
+	case "linux", "android":
+		return "linux"
+	case "illumos", "solaris":
+		return "solaris"
+	}
+	return goos
+}
