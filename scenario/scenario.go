@@ -44,9 +44,6 @@ type Target struct {
 	KernelRelease string // e.g. "6.1.0-28-cloud-amd64", "14.1-RELEASE"
 }
 
-// Family returns the OS family the answer groups os into.
-func Family(os string) string { return wire.Family(os) }
-
 // Claim returns what source claims this scenario does on t, and the
 // expectation key that matched. The most specific key wins: an OS with a
 // version bound, then the OS, then the family with a version bound, then the
@@ -56,7 +53,7 @@ func (s *Scenario) Claim(source string, t Target) (outcome, key string, ok bool)
 	if len(claims) == 0 {
 		return "", "", false
 	}
-	fam := Family(t.OS)
+	fam := wire.Family(t.OS)
 	best := -1
 	for k, v := range claims {
 		name, bound, _ := splitKey(k)
