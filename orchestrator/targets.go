@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"lab/image"
 	"lab/scenario"
 )
 
@@ -63,12 +65,15 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // DefaultTargets is what lab knows without a targets file: this machine and
-// three real Linux kernels from Debian's mirror.
-var DefaultTargets = []*Target{
-	{Name: "local", Provider: "local"},
-	{Name: "linux-5.10", Provider: "qemu", OS: "linux", Arch: "amd64", Suite: "bullseye", Kernel: "linux-image-5.10.0-32-cloud-amd64"},
-	{Name: "linux-6.1", Provider: "qemu", OS: "linux", Arch: "amd64", Suite: "bookworm", Kernel: "linux-image-cloud-amd64"},
-	{Name: "linux-6.12", Provider: "qemu", OS: "linux", Arch: "amd64", Suite: "trixie", Kernel: "linux-image-cloud-amd64"},
+// the Linux kernels of image.Defaults, one per Debian suite.
+var DefaultTargets = defaultTargets()
+
+func defaultTargets() []*Target {
+	ts := []*Target{{Name: "local", Provider: "local"}}
+	for _, s := range image.Defaults {
+		ts = append(ts, &Target{Name: s.Name, Provider: "qemu", OS: "linux", Arch: s.Arch, Suite: s.Suite, Kernel: s.KernelPackage})
+	}
+	return ts
 }
 
 var targetFields = map[string]bool{}
@@ -159,8 +164,8 @@ var targetNameRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
 // problems checks a target's fields make sense for its provider.
 func (t *Target) problems() []string {
 	var p []string
-	if !targetNameRE.MatchString(t.Name) || t.Name == "run" {
-		p = append(p, "\"name\" must be letters, digits, . _ or -, not start with . and not be \"run\" (it names the results file <name>.json beside run.json)")
+	if !targetNameRE.MatchString(t.Name) || t.Name == "run" || t.Name == "report" {
+		p = append(p, "\"name\" must be letters, digits, . _ or -, not start with . and not be \"run\" or \"report\" (it names the results file <name>.json beside run.json and report.json)")
 	}
 	switch t.Provider {
 	case "local":
@@ -221,6 +226,24 @@ func Select(all []*Target, names string) ([]*Target, error) {
 		return nil, fmt.Errorf("no targets selected; the targets file defines: %s", strings.Join(known, ", "))
 	}
 	return out, nil
+}
+
+// Shard picks slice i of n (1-based; spec "i/n") of the selected targets:
+// contiguous and as even as can be, so the same spec always picks the same
+// targets and merging shards 1/n ... n/n in order restores the selection's
+// order. A shard with no target is an error: the matrix has more shards than
+// targets.
+func Shard(ts []*Target, spec string) ([]*Target, error) {
+	is, ns, ok := strings.Cut(spec, "/")
+	i, err1 := strconv.Atoi(is)
+	n, err2 := strconv.Atoi(ns)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 1 || i > n {
+		return nil, fmt.Errorf("bad shard %q: want i/n with 1 <= i <= n, e.g. 2/4", spec)
+	}
+	if len(ts) < n {
+		return nil, fmt.Errorf("shard %s: %d targets cannot be split into %d shards", spec, len(ts), n)
+	}
+	return ts[(i-1)*len(ts)/n : i*len(ts)/n], nil
 }
 
 // ExpandHome replaces a leading ~/ with the user's home directory.

@@ -28,6 +28,11 @@ type Cell struct {
 	Claim   string // the answer's claim for this target's OS, "" when none
 	State   string
 	Result  *rundir.Outcome
+	// Baseline is what the baseline run observed for this target and
+	// scenario ("" when it has no result), and BaselineState how the cell
+	// compares with it; both are empty without a baseline.
+	Baseline      string
+	BaselineState string
 }
 
 // Row is one scenario across every target.
@@ -37,12 +42,21 @@ type Row struct {
 	Cells    []Cell
 }
 
-// Comparison is a run read back and compared with the answer.
+// Baseline states of a cell.
+const (
+	Same       = "same"       // the baseline observed the same outcome
+	Changed    = "changed"    // the baseline observed another outcome: behaviour changed
+	Uncompared = "uncompared" // one side has no result, or it was skipped, timed out or failed
+)
+
+// Comparison is a run read back and compared with the answer, and with a
+// baseline run when one is given.
 type Comparison struct {
-	Dir     *rundir.Dir
-	Source  string // the documented source compared against: "answer"
-	Rows    []Row
-	Targets []rundir.Target
+	Dir      *rundir.Dir
+	Source   string // the documented source compared against: "answer"
+	Rows     []Row
+	Targets  []rundir.Target
+	Baseline *rundir.Dir // nil without a baseline
 }
 
 // Compare lines up every scenario of the run against every target.

@@ -24,6 +24,7 @@ func Markdown(c *Comparison) []byte {
 	targetsTable(&b, c)
 	bsdTables(&b, c)
 	disagreements(&b, c)
+	baselineChanges(&b, c)
 	kernelDiffs(&b, c)
 	allScenarios(&b, c)
 	return b.Bytes()
@@ -135,6 +136,24 @@ func disagreements(b *bytes.Buffer, c *Comparison) {
 	b.WriteString("\n")
 }
 
+// baselineChanges lists what changed since the baseline run, if one was
+// given.
+func baselineChanges(b *bytes.Buffer, c *Comparison) {
+	if c.Baseline == nil {
+		return
+	}
+	chs := c.Changes()
+	fmt.Fprintf(b, "## Changed since the baseline run `%s` (%d)\n\n", c.Baseline.Run.ID, len(chs))
+	if len(chs) == 0 {
+		b.WriteString("Nothing: every outcome both runs measured is the same.\n\n")
+		return
+	}
+	for _, ch := range chs {
+		fmt.Fprintf(b, "- `%s` on %s: `%s`, was `%s`\n", ch.Scenario, ch.Target, ch.After, ch.Before)
+	}
+	b.WriteString("\n")
+}
+
 func kernelDiffs(b *bytes.Buffer, c *Comparison) {
 	families := map[string][]string{}
 	for _, t := range c.Targets {
@@ -218,8 +237,16 @@ func claims(m map[string]string) string {
 	return strings.Join(parts, "<br>")
 }
 
-// cellText is a cell as Markdown: the outcome, marked by how it compares.
+// cellText is a cell as Markdown: the outcome, marked by how it compares
+// with the answer and, when it changed, with the baseline.
 func cellText(cl Cell) string {
+	if cl.BaselineState == Changed {
+		return answerText(cl) + " Δ was " + code(cl.Baseline)
+	}
+	return answerText(cl)
+}
+
+func answerText(cl Cell) string {
 	switch cl.State {
 	case Missing:
 		return "—"

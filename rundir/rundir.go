@@ -178,7 +178,7 @@ func Read(dir string) (*Dir, error) {
 	sort.Strings(files)
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		if name == "run" || seen[name] || strings.HasPrefix(name, ".") {
+		if name == "run" || name == "report" || seen[name] || strings.HasPrefix(name, ".") {
 			continue
 		}
 		var t Target

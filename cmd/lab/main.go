@@ -2,10 +2,12 @@
 // SO_REUSEADDR, SO_REUSEPORT and friends on real kernels, and regenerates the
 // StackOverflow answer's table from observation.
 //
-//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR]
+//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR] [--shard I/N] [--baseline DIR]
 //	lab targets               list targets and whether this host can run them
 //	lab validate [FILE]       check a scenarios file
-//	lab report RUN_DIR        render a run's report again
+//	lab report RUN_DIR        render a run's reports again (Markdown, HTML, JSON, JUnit)
+//	lab diff RUN_A RUN_B      list behaviour that changed between two runs
+//	lab merge DIR... --out D  join the shards of a run (lab run --shard i/n)
 //	lab image build [NAME...] build the Linux microVM guests
 package main
 
@@ -25,14 +27,13 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"lab/orchestrator"
-	"lab/report"
-	"lab/rundir"
 	"lab/scenario"
 )
 
 // Exit codes a CI can act on.
 const (
 	exitOK          = 0
+	exitChanged     = 1 // an outcome differs from the baseline (run, report, merge) or between the runs (diff)
 	exitUsage       = 2 // bad flags or bad input files
 	exitInfra       = 3 // a target failed to run (boot, SSH, agent died)
 	exitInterrupted = 4 // Ctrl-C or SIGTERM; results so far are kept
@@ -50,7 +51,9 @@ commands:
   run        run the scenarios on targets and write a report
   targets    list the targets and what each needs to run here
   validate   check a scenarios file
-  report     render the report of a run directory again
+  report     render the reports of a run directory again
+  diff       list behaviour that changed between two runs
+  merge      join the run directories of shards into one
   image      build guest images (lab image build [NAME...])
 
 Run "lab <command> -h" for a command's flags.
@@ -63,6 +66,7 @@ func run(ctx context.Context, args []string) int {
 	}
 	cmds := map[string]func(context.Context, []string) int{
 		"run": cmdRun, "targets": cmdTargets, "validate": cmdValidate, "report": cmdReport, "image": cmdImage,
+		"diff": cmdDiff, "merge": cmdMerge,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {
@@ -119,10 +123,17 @@ func cmdRun(ctx context.Context, args []string) int {
 	only := fs.String("only", "", "comma-separated globs of scenario ids to run (e.g. 'bsd-table/*,timewait/*')")
 	out := fs.String("out", "results", "directory the run's directory is created in")
 	parallel := fs.Int("parallel", orchestrator.DefaultParallel(), "targets run at once")
+	shard := fs.String("shard", "", "run only slice i/n of the selected targets (e.g. 2/4), for lab merge to join")
+	baseline := fs.String("baseline", "", "run directory to compare with: outcomes that differ from it exit 1")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	log := c.logger()
+	base, err := readBaseline(*baseline)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitUsage
+	}
 	scs, err := scenario.ParseFile(*scenFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
@@ -143,6 +154,12 @@ func cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
+	if *shard != "" {
+		if sel, err = orchestrator.Shard(sel, *shard); err != nil {
+			fmt.Fprintln(os.Stderr, "lab:", err)
+			return exitUsage
+		}
+	}
 	var progress orchestrator.Progress = &orchestrator.LogProgress{Log: log}
 	if isatty.IsTerminal(os.Stderr.Fd()) && !c.verbose {
 		progress = &orchestrator.TermProgress{W: os.Stderr}
@@ -162,47 +179,20 @@ func cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitInfra
 	}
-	md, rerr := writeReport(sum.Dir)
+	fmt.Fprintf(os.Stderr, "\nresults: %s\n", sum.Dir)
+	rep, paths, rerr := writeReports(sum.Dir, base)
 	if rerr != nil {
 		fmt.Fprintln(os.Stderr, "lab:", rerr)
 		return exitInfra
 	}
-	fmt.Fprintf(os.Stderr, "\nresults: %s\nreport:  %s\n", sum.Dir, md)
-	for _, t := range sum.Failed() {
-		fmt.Fprintf(os.Stderr, "target %s %s: %s\n", t.Name, t.Status, t.Error)
-	}
+	printReports(os.Stderr, rep, paths)
 	switch {
 	case sum.Canceled:
 		return exitInterrupted
 	case len(sum.Failed()) > 0:
 		return exitInfra
 	}
-	return exitOK
-}
-
-// writeReport renders report.md into a run directory.
-func writeReport(dir string) (string, error) {
-	d, err := rundir.Read(dir)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "report.md")
-	return path, rundir.WriteFile(path, report.Markdown(report.Compare(d)))
-}
-
-func cmdReport(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: lab report RUN_DIR")
-		return exitUsage
-	}
-	md, err := writeReport(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "lab:", err)
-		return exitUsage
-	}
-	fmt.Println(md)
-	return exitOK
+	return resultCode(rep)
 }
 
 func cmdValidate(ctx context.Context, args []string) int {

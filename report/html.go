@@ -1,0 +1,327 @@
+package report
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"math"
+	"strings"
+
+	"lab/wire"
+)
+
+// The page's template, style and script are separate files for editing and
+// inlined into every report, so report.html is one file that fetches
+// nothing.
+var (
+	//go:embed html.tmpl
+	htmlTemplate string
+	//go:embed html.css
+	htmlCSS string
+	//go:embed html.js
+	htmlJS string
+
+	pageTemplate = template.Must(template.New("report.html").Parse(htmlTemplate))
+)
+
+// HTML renders report.html: one self-contained page with the matrix of
+// every scenario on every target (coloured by how each cell compares with
+// the answer and the baseline, grouped by section, filterable to the
+// disagreements), the trace behind each cell on a click, and a chart of
+// every load distribution scenario. The page embeds report.json, from which
+// its script builds the traces.
+func HTML(c *Comparison) ([]byte, error) {
+	doc := Document(c)
+	data, err := json.Marshal(doc) // escapes <, > and &: safe inside <script>
+	if err != nil {
+		return nil, fmt.Errorf("encoding the page's data: %w", err)
+	}
+	p := page{
+		Doc:  doc,
+		Cols: 2 + len(doc.Targets),
+		Data: template.JS(data),
+		CSS:  template.CSS(htmlCSS),
+		JS:   template.JS(htmlJS),
+	}
+	p.Changes = len(doc.Summary.Changes)
+	if !doc.Run.Started.IsZero() {
+		p.Started = doc.Run.Started.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	for _, t := range doc.Targets {
+		p.Targets = append(p.Targets, pageTarget(t, c.Baseline != nil))
+	}
+	sectionIndex := map[string]int{}
+	for i, s := range doc.Scenarios {
+		k, ok := sectionIndex[s.Section]
+		if !ok {
+			k = len(p.Sections)
+			sectionIndex[s.Section] = k
+			p.Sections = append(p.Sections, pageSection{Name: s.Section})
+		}
+		sec := &p.Sections[k]
+		row := pageRow{Index: i, ID: s.ID, Title: s.Title, Disagrees: s.Disagrees, Claims: claimList(s.Expect[doc.Source])}
+		for j, cl := range s.Cells {
+			row.Cells = append(row.Cells, pageCellOf(i, j, cl, doc.Source))
+		}
+		sec.Rows = append(sec.Rows, row)
+		if s.Disagrees {
+			sec.Disagreeing++
+		}
+		if strings.HasPrefix(s.ID, "distribution/") {
+			p.Charts = append(p.Charts, chartOf(s))
+		}
+	}
+	var b bytes.Buffer
+	if err := pageTemplate.Execute(&b, p); err != nil {
+		return nil, fmt.Errorf("rendering report.html: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// page is what html.tmpl renders.
+type page struct {
+	Doc      *Doc
+	Started  string
+	Changes  int
+	Cols     int // columns of the matrix
+	Targets  []targetLine
+	Sections []pageSection
+	Charts   []chart
+	Data     template.JS
+	CSS      template.CSS
+	JS       template.JS
+}
+
+type targetLine struct {
+	DocTarget
+	OS, Kernel, Arch string
+	Agree, Disagree  int
+	NoClaim          int
+	NotMeasured      int
+	Baseline         bool
+	Phases           string
+}
+
+func pageTarget(t DocTarget, baseline bool) targetLine {
+	l := targetLine{DocTarget: t, OS: "?", Kernel: "?", Arch: "?", Baseline: baseline,
+		Agree: t.Counts[Match], Disagree: t.Counts[Differ], NoClaim: t.Counts[NoClaim], NotMeasured: t.Counts[Unmeasured] + t.Counts[Missing]}
+	if t.Env != nil {
+		l.OS, l.Kernel, l.Arch = t.Env.OS, t.Env.KernelRelease, t.Env.Arch
+	}
+	var ps []string
+	for _, ph := range t.Phases {
+		ps = append(ps, fmt.Sprintf("%s %.1fs", ph.Name, float64(ph.Millis)/1000))
+	}
+	l.Phases = strings.Join(ps, ", ")
+	return l
+}
+
+type pageSection struct {
+	Name        string
+	Rows        []pageRow
+	Disagreeing int
+}
+
+type pageRow struct {
+	Index     int
+	ID, Title string
+	Claims    []string
+	Disagrees bool
+	Cells     []pageCell
+}
+
+type pageCell struct {
+	S, T    int // indexes into the data's scenarios and their cells
+	State   string
+	Mark    string // ✓, ✗ or nothing
+	Outcome string
+	Sub     string // the claim beside a disagreement
+	Changed bool
+	Was     string // the baseline's outcome, when it changed
+	Tip     string
+}
+
+func pageCellOf(s, t int, cl DocCell, source string) pageCell {
+	pc := pageCell{S: s, T: t, State: cl.State, Outcome: cl.Outcome, Changed: cl.BaselineState == Changed, Was: cl.Baseline}
+	tip := []string{cl.Target + ": " + cl.State}
+	switch cl.State {
+	case Match:
+		pc.Mark = "✓"
+	case Differ:
+		pc.Mark = "✗"
+		pc.Sub = source + ": " + cl.Claim
+		tip = append(tip, source+" claims "+cl.Claim)
+	case Missing:
+		pc.Outcome = "—"
+	}
+	if cl.Result != nil && cl.Result.Reason != "" {
+		tip = append(tip, cl.Result.Reason)
+	}
+	if cl.BaselineState != "" {
+		tip = append(tip, "baseline: "+orNone(cl.Baseline)+" ("+cl.BaselineState+")")
+	}
+	pc.Tip = strings.Join(tip, "; ")
+	return pc
+}
+
+func claimList(m map[string]string) []string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, k+": "+m[k])
+	}
+	return out
+}
+
+// chart is the bar chart of one spread scenario: per target, how many
+// datagrams or connections each socket received.
+type chart struct {
+	ID, Title     string
+	Width, Height int
+	PlotTop       int // y of the plot's top
+	Base          int // y of the bars' base line
+	Left, Right   int // x of the axis and the plot's right end
+	Ticks         []tick
+	Groups        []barGroup
+	Absent        []string // targets without a spread result, and why
+}
+
+type tick struct {
+	Y     int
+	Label string
+}
+
+type barGroup struct {
+	Target, Outcome, State string
+	X, Mid                 int // left edge and middle of the group
+	FairY                  int // y of the fair share line
+	FairX2                 int
+	Fair                   string
+	Bars                   []bar
+}
+
+type bar struct {
+	X, Y, W, H int
+	Socket     string
+	Count      int
+	Colour     int // index into the palette of html.css
+	Tip        string
+}
+
+// Chart geometry in SVG user units.
+const (
+	barWidth  = 22
+	barGap    = 4
+	groupGap  = 34
+	plotLeft  = 44
+	plotTop   = 18
+	plotH     = 140
+	plotRight = 12
+	labelsH   = 44
+)
+
+func chartOf(s DocScenario) chart {
+	ch := chart{ID: s.ID, Title: s.Title, PlotTop: plotTop, Base: plotTop + plotH, Left: plotLeft}
+	type spread struct {
+		cell   DocCell
+		socks  []string
+		counts []int
+		sent   int
+	}
+	var got []spread
+	most := 1
+	for _, cl := range s.Cells {
+		st := spreadStep(cl.Result)
+		if st == nil {
+			why := cl.Outcome
+			if cl.State == Missing {
+				why = "no result"
+			}
+			ch.Absent = append(ch.Absent, cl.Target+": "+why)
+			continue
+		}
+		got = append(got, spread{cl, socketNames(st), st.Counts, st.Sent})
+		for _, n := range st.Counts {
+			most = max(most, n)
+		}
+		if len(st.Counts) > 0 {
+			most = max(most, st.Sent/len(st.Counts))
+		}
+	}
+	top := niceCeil(most)
+	y := func(n int) int { return ch.Base - int(math.Round(float64(n)*plotH/float64(top))) }
+	for _, v := range []int{0, top / 2, top} {
+		ch.Ticks = append(ch.Ticks, tick{Y: y(v), Label: fmt.Sprint(v)})
+	}
+	x := plotLeft + 10
+	for _, g := range got {
+		bg := barGroup{Target: g.cell.Target, Outcome: g.cell.Outcome, State: g.cell.State, X: x}
+		for i, n := range g.counts {
+			name := g.socks[i]
+			bg.Bars = append(bg.Bars, bar{X: x, Y: y(n), W: barWidth, H: ch.Base - y(n), Socket: name, Count: n, Colour: i % 6,
+				Tip: fmt.Sprintf("%s, socket %s: %d of %d", g.cell.Target, name, n, g.sent)})
+			x += barWidth + barGap
+		}
+		x -= barGap
+		bg.Mid = (bg.X + x) / 2
+		if len(g.counts) > 0 {
+			fair := g.sent / len(g.counts)
+			bg.FairY, bg.FairX2, bg.Fair = y(fair), x, fmt.Sprintf("fair share: %d of %d each", fair, g.sent)
+		}
+		ch.Groups = append(ch.Groups, bg)
+		x += groupGap
+	}
+	ch.Right = x - groupGap + plotRight
+	if ch.Right < plotLeft+120 {
+		ch.Right = plotLeft + 120
+	}
+	ch.Width = ch.Right + plotRight
+	ch.Height = ch.Base + labelsH
+	return ch
+}
+
+// spreadStep is the last step of a result that counted a spread.
+func spreadStep(r *wire.Result) *wire.StepResult {
+	if r == nil {
+		return nil
+	}
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		if len(r.Steps[i].Counts) > 0 {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+// socketNames reads the sockets of "spread N A,B,C"; counts come in that
+// order.
+func socketNames(st *wire.StepResult) []string {
+	var names []string
+	if f := strings.Fields(st.Text); len(f) >= 3 && f[0] == wire.VerbSpread {
+		names = strings.Split(f[len(f)-1], ",")
+	}
+	for len(names) < len(st.Counts) {
+		names = append(names, fmt.Sprintf("#%d", len(names)+1))
+	}
+	return names
+}
+
+// niceCeil rounds n up to a round number for the chart's axis: an even
+// number up to 10, above that one of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a
+// power of ten.
+func niceCeil(n int) int {
+	if n <= 10 {
+		return max(2, n+n%2)
+	}
+	p := 10
+	for p*10 < n {
+		p *= 10
+	}
+	for _, m := range []int{10, 15, 20, 25, 30, 40, 50, 60, 80} {
+		if m*p/10 >= n {
+			return m * p / 10
+		}
+	}
+	return 10 * p
+}

@@ -1,0 +1,139 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"lab/rundir"
+	"lab/wire"
+)
+
+// JSONFormat names the layout of report.json; it changes when a field
+// changes meaning or goes away.
+const JSONFormat = "lab-report/1"
+
+// Doc is the whole comparison as report.json holds it, for other tools and
+// for the HTML page, which embeds it.
+type Doc struct {
+	Format   string      `json:"format"`
+	Run      DocRun      `json:"run"`
+	Source   string      `json:"source"`             // the documented source compared against
+	Baseline *DocRun     `json:"baseline,omitempty"` // the baseline run, when one was given
+	Targets  []DocTarget `json:"targets"`
+	Sections []string    `json:"sections"`
+	// Scenarios are in the run's order, each with one cell per target in
+	// the order of Targets.
+	Scenarios []DocScenario `json:"scenarios"`
+	Summary   DocSummary    `json:"summary"`
+}
+
+// DocRun identifies a run.
+type DocRun struct {
+	ID       string     `json:"id"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Command  string     `json:"command"`
+	Status   string     `json:"status"`
+}
+
+// DocTarget is a target, how its run went and its cells' states counted.
+type DocTarget struct {
+	Name     string         `json:"name"`
+	Provider string         `json:"provider,omitempty"`
+	Status   string         `json:"status"`
+	Error    string         `json:"error,omitempty"`
+	Env      *wire.Env      `json:"env,omitempty"`
+	Phases   []rundir.Phase `json:"phases,omitempty"`
+	Counts   map[string]int `json:"counts"` // state -> cells
+	// Changed counts the cells that changed since the baseline.
+	Changed int `json:"changed,omitempty"`
+}
+
+// DocScenario is a scenario and its cells.
+type DocScenario struct {
+	rundir.Scenario
+	Section string `json:"section"`
+	// Disagrees is true when a cell differs from the answer or changed
+	// since the baseline.
+	Disagrees bool      `json:"disagrees"`
+	Cells     []DocCell `json:"cells"`
+}
+
+// DocCell is one scenario on one target: the comparison and the full
+// trace of what was measured.
+type DocCell struct {
+	Target        string `json:"target"`
+	State         string `json:"state"` // match, differ, no-claim, unmeasured, missing
+	Outcome       string `json:"outcome,omitempty"`
+	Claim         string `json:"claim,omitempty"`
+	ClaimKey      string `json:"claim_key,omitempty"` // the expect key the claim came from, e.g. linux>=3.9
+	Baseline      string `json:"baseline,omitempty"`
+	BaselineState string `json:"baseline_state,omitempty"` // same, changed, uncompared
+	// Result is everything the agent reported: steps, ports, addresses.
+	Result *wire.Result `json:"result,omitempty"`
+}
+
+// DocSummary counts what a reader looks for first.
+type DocSummary struct {
+	Scenarios         int      `json:"scenarios"`
+	Targets           int      `json:"targets"`
+	Disagreements     int      `json:"disagreements"` // scenarios with a cell that differs from the answer
+	Changes           []Change `json:"changes,omitempty"`
+	KernelDifferences []string `json:"kernel_differences,omitempty"` // scenarios where kernels of one family differ
+}
+
+// Document builds the JSON document of a comparison.
+func Document(c *Comparison) *Doc {
+	d := &Doc{Format: JSONFormat, Run: docRun(c.Dir.Run), Source: c.Source, Sections: c.Sections()}
+	if c.Baseline != nil {
+		b := docRun(c.Baseline.Run)
+		d.Baseline = &b
+	}
+	if d.Sections == nil {
+		d.Sections = []string{}
+	}
+	for i, t := range c.Targets {
+		d.Targets = append(d.Targets, DocTarget{Name: t.Name, Provider: t.Provider, Status: t.Status, Error: t.Error,
+			Env: t.Env, Phases: t.Phases, Counts: c.Counts(i)})
+	}
+	for _, r := range c.Rows {
+		s := DocScenario{Scenario: r.Scenario, Section: r.Section, Disagrees: r.Disagrees(), Cells: []DocCell{}}
+		for _, cl := range r.Cells {
+			dc := DocCell{Target: cl.Target, State: cl.State, Outcome: cl.Outcome, Claim: cl.Claim,
+				Baseline: cl.Baseline, BaselineState: cl.BaselineState}
+			if cl.Result != nil {
+				dc.ClaimKey = cl.Result.ClaimKeys[c.Source]
+				res := cl.Result.Result
+				dc.Result = &res
+			}
+			s.Cells = append(s.Cells, dc)
+		}
+		d.Scenarios = append(d.Scenarios, s)
+	}
+	for _, ch := range c.Changes() {
+		for i := range d.Targets {
+			if d.Targets[i].Name == ch.Target {
+				d.Targets[i].Changed++
+			}
+		}
+	}
+	d.Summary = DocSummary{Scenarios: len(c.Rows), Targets: len(c.Targets), Disagreements: len(c.Disagreements()), Changes: c.Changes()}
+	for _, r := range c.KernelDifferences() {
+		d.Summary.KernelDifferences = append(d.Summary.KernelDifferences, r.Scenario.ID)
+	}
+	return d
+}
+
+func docRun(r rundir.Run) DocRun {
+	return DocRun{ID: r.ID, Started: r.Started, Finished: r.Finished, Command: r.Command, Status: r.Status}
+}
+
+// JSON renders report.json: the whole comparison, indented.
+func JSON(c *Comparison) ([]byte, error) {
+	b, err := json.MarshalIndent(Document(c), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding report.json: %w", err)
+	}
+	return append(b, '\n'), nil
+}
