@@ -113,6 +113,7 @@ func (r *scenarioRun) steps(ctx context.Context) []wire.StepResult {
 		sr := r.step(st)
 		sr.Text = st.Text
 		sr.Micros = time.Since(t).Microseconds()
+		r.describe(st, &sr)
 		out = append(out, sr)
 		if sr.Result != wire.OK {
 			break
@@ -168,6 +169,40 @@ func (r *scenarioRun) step(st wire.Step) wire.StepResult {
 		return r.spread(st)
 	}
 	return wire.StepResult{Result: wire.Error, Call: "unknown verb " + st.Verb}
+}
+
+// describe adds the call's arguments as the OS saw them to sr.
+func (r *scenarioRun) describe(st wire.Step, sr *wire.StepResult) {
+	switch st.Verb {
+	case wire.VerbTimewait, wire.VerbSpread:
+		return
+	}
+	s := r.owner[st.Sock]
+	if s == nil {
+		return
+	}
+	ip6 := st.IP6
+	if st.Verb != wire.VerbSocket {
+		ip6 = s.isIP6(st.Sock)
+	}
+	sr.Family = familyName(ip6)
+	if st.Verb == wire.VerbBind || st.Verb == wire.VerbConnect {
+		if ap, err := r.endpoint(st.Addr, st.Port, ip6); err == nil {
+			sr.Addr, sr.Port = ap.Addr().String(), int(ap.Port())
+		}
+	}
+	for _, o := range st.Options {
+		level := "SOL_SOCKET"
+		if o.Name == "IPV6_V6ONLY" {
+			level = "IPPROTO_IPV6"
+		}
+		sr.Options = append(sr.Options, wire.SetOption{Level: level, Name: o.Name, Value: o.Value})
+	}
+	ret := 0
+	if sr.Result != wire.OK {
+		ret = -1
+	}
+	sr.Ret = &ret
 }
 
 // withLocal is result with the socket's local address after the call.

@@ -116,7 +116,7 @@ func probeKVM(ctx context.Context, arch string, info archInfo, cpu string) (acce
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = out
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(false)
 	cmd.WaitDelay = time.Second
 	exited := make(chan struct{})
 	var waitErr error

@@ -15,8 +15,12 @@ const dialCheckTimeout = 200 * time.Millisecond
 // sysProcAttr puts QEMU in its own process group, so that a Ctrl-C in lab's terminal
 // reaches lab (which then stops its guests in order and keeps their consoles) instead of
 // killing every QEMU at once behind lab's back; and asks the kernel to SIGKILL QEMU if lab
-// dies without stopping it, so that no guest outlives lab.
-func sysProcAttr() *syscall.SysProcAttr {
+// dies without stopping it, so that no guest outlives lab. A detached QEMU gets its own
+// session instead and no Pdeathsig: it is meant to outlive lab.
+func sysProcAttr(detach bool) *syscall.SysProcAttr {
+	if detach {
+		return &syscall.SysProcAttr{Setsid: true}
+	}
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 

@@ -9,6 +9,6 @@ import (
 
 const dialCheckTimeout = 200 * time.Millisecond
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func sysProcAttr(bool) *syscall.SysProcAttr { return nil }
 
 func listeningOn(pid, port int) bool { return dialListening(port) }

@@ -12,7 +12,11 @@ const dialCheckTimeout = 200 * time.Millisecond
 // sysProcAttr puts QEMU in its own process group, so that a Ctrl-C in lab's terminal
 // reaches lab, which then stops its guests in order. Only Linux can also have QEMU killed
 // when lab dies (Pdeathsig).
-func sysProcAttr() *syscall.SysProcAttr {
+// A detached QEMU gets its own session instead.
+func sysProcAttr(detach bool) *syscall.SysProcAttr {
+	if detach {
+		return &syscall.SysProcAttr{Setsid: true}
+	}
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 

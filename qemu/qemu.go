@@ -57,6 +57,11 @@ type Config struct {
 	ConsolePath string
 	// Log receives what the VM does, the full QEMU command at debug level; nil discards.
 	Log hclog.Logger
+	// Detach lets the guest outlive lab (lab repro --keep): QEMU gets its own session and
+	// is not killed when lab exits, and its console and stderr go straight to files
+	// (ConsolePath, ConsolePath+".stderr") instead of pipes that would break with lab.
+	// ConsoleTail is empty then. Stop still works while lab runs.
+	Detach bool
 }
 
 // Timeouts of starting and stopping QEMU.
@@ -129,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 			closeFile(consoleFile)
 			return nil, fmt.Errorf("qemu: picking a free port on 127.0.0.1: %w", err)
 		}
-		vm, err := launch(ctx, binary, cfg.args(info, accel, port), log, accel, port, consoleFile)
+		vm, err := launch(ctx, binary, cfg.args(info, accel, port), log, accel, port, consoleFile, cfg.Detach)
 		if err == nil {
 			return vm, nil
 		}
@@ -143,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 }
 
 // launch runs QEMU once and waits until it listens on port.
-func launch(ctx context.Context, binary string, args []string, log hclog.Logger, accel string, port int, consoleFile *os.File) (*VM, error) {
+func launch(ctx context.Context, binary string, args []string, log hclog.Logger, accel string, port int, consoleFile *os.File, detach bool) (*VM, error) {
 	vm := &VM{
 		log:     log,
 		accel:   accel,
@@ -158,7 +163,24 @@ func launch(ctx context.Context, binary string, args []string, log hclog.Logger,
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = vm.console
 	cmd.Stderr = vm.stderr
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = sysProcAttr(detach)
+	var stderrFile *os.File
+	if detach {
+		// Files, not pipes: a pipe breaks when lab exits, and QEMU would lose its console.
+		cmd.Stdout = consoleFile
+		if consoleFile == nil {
+			cmd.Stdout = nil // /dev/null
+		}
+		f, err := os.CreateTemp("", "lab-qemu-stderr-")
+		if consoleFile != nil {
+			f, err = os.Create(consoleFile.Name() + ".stderr")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("creating QEMU's stderr file: %w", err)
+		}
+		stderrFile = f
+		cmd.Stderr = f
+	}
 	// QEMU has no children; should something still hold its stdout after it died, do not
 	// let Exited wait for that.
 	cmd.WaitDelay = 2 * time.Second
@@ -166,6 +188,15 @@ func launch(ctx context.Context, binary string, args []string, log hclog.Logger,
 	log.Debug("starting qemu", "command", quoteCommand(binary, args))
 
 	err := startLocked(cmd, func(err error) {
+		if stderrFile != nil {
+			if b, rerr := os.ReadFile(stderrFile.Name()); rerr == nil {
+				vm.stderr.Write(b)
+			}
+			stderrFile.Close()
+			if consoleFile == nil {
+				os.Remove(stderrFile.Name())
+			}
+		}
 		vm.exitErr = err
 		close(vm.exited)
 		if s := strings.TrimSpace(vm.stderr.String()); s != "" {

@@ -77,6 +77,13 @@ type Option struct {
 	Value int    `json:"value"`
 }
 
+// SetOption is one setsockopt call as the OS saw it.
+type SetOption struct {
+	Level string `json:"level"` // SOL_SOCKET or IPPROTO_IPV6
+	Name  string `json:"name"`
+	Value int    `json:"value"`
+}
+
 // Millis is a duration carried as whole milliseconds.
 type Millis int64
 
@@ -125,9 +132,18 @@ type StepResult struct {
 	Result string `json:"result"`
 	Errno  int    `json:"errno,omitempty"` // the raw number behind Result
 	Local  string `json:"local,omitempty"` // the socket's local address after the step
-	Counts []int  `json:"counts,omitempty"`
-	Sent   int    `json:"sent,omitempty"`
-	Micros int64  `json:"micros"`
+	// The call's arguments as the OS saw them, for traces and reproducers
+	// (absent from older agents): the socket's family ("inet", "inet6"),
+	// the concrete address and port of a bind or connect, the options set
+	// with their level, and what the call returned (0 or -1).
+	Family  string      `json:"family,omitempty"`
+	Addr    string      `json:"addr,omitempty"`
+	Port    int         `json:"port,omitempty"`
+	Options []SetOption `json:"options,omitempty"`
+	Ret     *int        `json:"ret,omitempty"`
+	Counts  []int       `json:"counts,omitempty"`
+	Sent    int         `json:"sent,omitempty"`
+	Micros  int64       `json:"micros"`
 }
 
 // Progress reports that the agent started a scenario (for live views).

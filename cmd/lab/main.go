@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string) int {
 	cmds := map[string]func(context.Context, []string) int{
 		"run": cmdRun, "targets": cmdTargets, "validate": cmdValidate, "report": cmdReport, "image": cmdImage,
 		"diff": cmdDiff, "merge": cmdMerge,
+		"repro": cmdRepro, "shell": cmdShell, "down": cmdDown,
 	}
 	f, ok := cmds[args[0]]
 	if !ok {

@@ -1,0 +1,258 @@
+// Package emit turns one measured scenario into a standalone program that
+// performs exactly the same socket calls with the concrete ports and
+// addresses the agent used, so a platform bug can be reported with a
+// reproducer that needs nothing but a compiler. C and Go are emitted; both
+// print one line per step, "step N: <text>: ok" or "step N: <text>: NAME (NUM)",
+// which Parse reads back for Compare.
+package emit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"lab/wire"
+)
+
+// ErrUnsupported marks a scenario the emitters cannot express: a verb or a
+// feature (user=other) outside the plain socket calls.
+var ErrUnsupported = errors.New("not supported by --emit")
+
+// op is one step with everything symbolic resolved.
+type op struct {
+	n      int // 1-based step number
+	text   string
+	verb   string
+	sock   string
+	ip6    bool
+	opts   []wire.Option
+	addr   string // concrete IP, IPv4-mapped for an ip6 socket
+	addr6  bool   // addr is an IPv6 address (what sockaddr the call gets)
+	port   string // a number, or port_P / port_Q (see plan.ports)
+	newSoc string
+	dst    string // timewait: where its client connects (loopback for a wildcard)
+}
+
+// plan resolves sc's steps with the ports and addresses of res.
+type plan struct {
+	id    string
+	proto string
+	ops   []op
+	socks []string // every socket name, in order of appearance
+	// ports are the symbolic ports (P, Q) the steps use, with the agent's
+	// values. A program built with fresh ports (LAB_FRESH_PORTS) picks free
+	// ones instead: a rerun right after the agent needs that when the agent
+	// left TIME_WAIT entries on its ports.
+	ports     []string
+	portValue map[string]int
+}
+
+// portExpr is how the program names a step's port.
+func (p *plan) portExpr(res *wire.Result, sym string, port uint16) string {
+	if _, ok := res.Ports[sym]; !ok {
+		return strconv.Itoa(int(port))
+	}
+	if _, ok := p.portValue[sym]; !ok {
+		p.ports = append(p.ports, sym)
+		p.portValue[sym] = int(port)
+	}
+	return "port_" + sym
+}
+
+// NeedsFreshPorts says a rerun of sc right after the agent must build the
+// program with fresh ports: sc leaves TIME_WAIT entries on them.
+func NeedsFreshPorts(sc wire.Scenario) bool {
+	for _, st := range sc.Steps {
+		if st.Verb == wire.VerbTimewait {
+			return true
+		}
+	}
+	return false
+}
+
+func newPlan(sc wire.Scenario, res *wire.Result) (*plan, error) {
+	p := &plan{id: sc.ID, proto: sc.Proto, portValue: map[string]int{}}
+	ip6 := map[string]bool{}
+	seen := map[string]bool{}
+	addSock := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			p.socks = append(p.socks, s)
+		}
+	}
+	for i, st := range sc.Steps {
+		o := op{n: i + 1, text: st.Text, verb: st.Verb, sock: st.Sock, opts: st.Options, newSoc: st.NewName}
+		switch st.Verb {
+		case wire.VerbSocket:
+			if st.User != "" {
+				return nil, fmt.Errorf("step %d (%s): user=%s is %w", o.n, st.Text, st.User, ErrUnsupported)
+			}
+			ip6[st.Sock] = st.IP6
+			o.ip6 = st.IP6
+			addSock(st.Sock)
+		case wire.VerbSetopt, wire.VerbListen, wire.VerbClose:
+			o.ip6 = ip6[st.Sock]
+		case wire.VerbBind, wire.VerbConnect:
+			o.ip6 = ip6[st.Sock]
+			ap, err := endpoint(res, st.Addr, st.Port, o.ip6)
+			if err != nil {
+				return nil, fmt.Errorf("step %d (%s): %w", o.n, st.Text, err)
+			}
+			o.addr, o.port = ap.Addr().String(), p.portExpr(res, st.Port, ap.Port())
+			o.addr6 = ap.Addr().Is6()
+		case wire.VerbAccept:
+			ip6[st.NewName] = ip6[st.Sock]
+			addSock(st.NewName)
+		case wire.VerbTimewait:
+			ap, err := endpoint(res, st.Addr, st.Port, false)
+			if err != nil {
+				return nil, fmt.Errorf("step %d (%s): %w", o.n, st.Text, err)
+			}
+			o.addr, o.port, o.dst = ap.Addr().String(), p.portExpr(res, st.Port, ap.Port()), ap.Addr().String()
+			if ap.Addr().IsUnspecified() {
+				o.dst = "127.0.0.1"
+				if l, ok := res.Addrs["loop"]; ok {
+					o.dst = l
+				}
+			}
+		default:
+			return nil, fmt.Errorf("step %d (%s): verb %q is %w", o.n, st.Text, st.Verb, ErrUnsupported)
+		}
+		p.ops = append(p.ops, o)
+	}
+	return p, nil
+}
+
+// Check says whether the emitters can express sc, before anything runs.
+func Check(sc wire.Scenario) error {
+	for i, st := range sc.Steps {
+		switch st.Verb {
+		case wire.VerbSocket, wire.VerbSetopt, wire.VerbBind, wire.VerbListen, wire.VerbConnect, wire.VerbAccept, wire.VerbClose, wire.VerbTimewait:
+		default:
+			return fmt.Errorf("step %d (%s): verb %q is %w", i+1, st.Text, st.Verb, ErrUnsupported)
+		}
+		if st.User != "" {
+			return fmt.Errorf("step %d (%s): user=%s is %w", i+1, st.Text, st.User, ErrUnsupported)
+		}
+	}
+	return nil
+}
+
+// endpoint resolves a symbolic address and port as the agent did.
+func endpoint(res *wire.Result, addr, port string, ip6 bool) (netip.AddrPort, error) {
+	a, ok := res.Addrs[addr]
+	if !ok {
+		a = addr
+	}
+	ip, err := netip.ParseAddr(a)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q not in the result (%v)", addr, err)
+	}
+	if ip6 && ip.Is4() {
+		ip = netip.AddrFrom16(ip.As16())
+	}
+	p, ok := res.Ports[port]
+	if !ok {
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("port %q not in the result", port)
+		}
+		p = n
+	}
+	return netip.AddrPortFrom(ip, uint16(p)), nil
+}
+
+// Step is one line of a reproducer's trace.
+type Step struct {
+	N      int
+	Text   string
+	Result string // ok, unsupported or an errno name
+	Errno  int
+}
+
+// Parse reads a reproducer's trace; lines that are not steps are ignored.
+func Parse(r io.Reader) ([]Step, error) {
+	var out []Step
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "step ")
+		if !ok {
+			continue
+		}
+		num, rest, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndex(rest, ": ")
+		if i < 0 {
+			continue
+		}
+		s := Step{N: n, Text: rest[:i], Result: rest[i+2:]}
+		if name, errno, ok := strings.Cut(s.Result, " ("); ok {
+			s.Result = name
+			s.Errno, _ = strconv.Atoi(strings.TrimSuffix(errno, ")"))
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// Compare checks that a reproducer's trace has the agent's result for every
+// step the agent ran, and no step more; nil when they match.
+func Compare(agent []wire.StepResult, got []Step) error {
+	var errs []error
+	for i, a := range agent {
+		if i >= len(got) {
+			errs = append(errs, fmt.Errorf("step %d (%s): agent %s, reproducer stopped before it", i+1, a.Text, a.Result))
+			continue
+		}
+		if got[i].Result != a.Result {
+			errs = append(errs, fmt.Errorf("step %d (%s): agent %s, reproducer %s", i+1, a.Text, a.Result, got[i].Result))
+		}
+	}
+	for _, g := range got[min(len(agent), len(got)):] {
+		errs = append(errs, fmt.Errorf("step %d (%s): reproducer %s, agent stopped before it", g.N, g.Text, g.Result))
+	}
+	return errors.Join(errs...)
+}
+
+// cString quotes s as a C string literal.
+func cString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r > 0x7e:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// ident makes a socket name a C or Go identifier.
+func ident(s string) string {
+	var b strings.Builder
+	b.WriteString("s_")
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
