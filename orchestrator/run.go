@@ -172,6 +172,8 @@ type targetRun struct {
 	mu     sync.Mutex
 	phase  string
 	since  time.Time
+	// endedIn is the phase the target's life ended in, before teardown.
+	endedIn string
 }
 
 func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, dir string) rundir.Target {
@@ -196,7 +198,12 @@ func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, d
 		tr.res.Error = err.Error()
 	case ctx.Err() != nil:
 		tr.res.Status = rundir.StatusInterrupted
-		tr.res.Error = fmt.Sprintf("interrupted during %s: %v", tr.lastPhase(), err)
+		// The teardown ran after the interrupt: name the phase it hit.
+		phase := tr.endedIn
+		if phase == "" {
+			phase = tr.lastPhase()
+		}
+		tr.res.Error = fmt.Sprintf("interrupted during %s: %v", phase, err)
 	default:
 		tr.res.Status = rundir.StatusFailed
 		tr.res.Error = err.Error()
@@ -229,6 +236,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 		return fmt.Errorf("target %s, %s: %w", tr.t.Name, tr.lastPhase(), err)
 	}
 	defer func() {
+		tr.endedIn = tr.lastPhase()
 		tr.endPhase(err)
 		tr.startPhase("teardown")
 		// Teardown gets its own deadline: the run's context may be the
@@ -264,6 +272,16 @@ func (tr *targetRun) runAgent(ctx context.Context, m Machine, cmd string, req wi
 	if err != nil {
 		return fmt.Errorf("encoding request: %w", err)
 	}
+	// A live agent prints a line per scenario, each within the scenario's
+	// deadline; one that stays silent far longer is hung or stopped, which
+	// the connection's keepalives cannot see while sshd still answers.
+	silence := agentSilence(req)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(silence, func() {
+		cancel(fmt.Errorf("the agent printed nothing for %v (hung or stopped)", silence))
+	})
+	defer watchdog.Stop()
 	pr, pw := io.Pipe()
 	runErr := make(chan error, 1)
 	go func() {
@@ -271,8 +289,67 @@ func (tr *targetRun) runAgent(ctx context.Context, m Machine, cmd string, req wi
 		pw.CloseWithError(err)
 		runErr <- err
 	}()
-	done := false
-	sc := bufio.NewScanner(pr)
+	done, err := tr.readAgent(&resetReader{r: pr, t: watchdog, d: silence})
+	if err != nil && !errors.Is(err, errAgentOutput) {
+		// Saving a result failed: stop reading, which ends the agent.
+		pr.CloseWithError(err)
+		return err
+	}
+	readErr := err
+	pr.Close()
+	err = <-runErr
+	if err == nil {
+		err = readErr
+	}
+	if !done {
+		if err == nil {
+			err = errors.New("the agent exited without finishing")
+		}
+		return fmt.Errorf("target %s, run: agent stopped after %d of %d scenarios: %w", tr.t.Name, len(tr.res.Results), tr.res.Total, err)
+	}
+	if err != nil {
+		return fmt.Errorf("target %s, run: %w", tr.t.Name, err)
+	}
+	return nil
+}
+
+// agentSilence is how long the agent may print nothing before it counts as
+// hung: the longest scenario deadline (the agent's default is 3 s) twice
+// over, plus time for a slow emulated guest to start the agent.
+func agentSilence(req wire.Request) time.Duration {
+	longest := 3 * time.Second
+	for _, s := range req.Scenarios {
+		longest = max(longest, s.Timeout.Duration())
+	}
+	return 2*longest + 30*time.Second
+}
+
+// resetReader pushes a timer back by d whenever bytes arrive.
+type resetReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (r *resetReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.Reset(r.d)
+	}
+	return n, err
+}
+
+// errAgentOutput marks output of the agent that could not be read as lines
+// (a line longer than the reader's limit, or a broken stream).
+var errAgentOutput = errors.New("reading the agent's output")
+
+// readAgent records each JSON line the agent prints on r, saving the
+// results file after each env and result line, until r ends. It reports
+// whether the agent said it was done. Lines that are not JSON are logged
+// and skipped; an error wrapping errAgentOutput means the stream itself
+// could not be read, any other error that the results could not be saved.
+func (tr *targetRun) readAgent(r io.Reader) (done bool, err error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
 		var l wire.Line
@@ -292,26 +369,14 @@ func (tr *targetRun) runAgent(ctx context.Context, m Machine, cmd string, req wi
 		}
 		if l.Env != nil || l.Result != nil {
 			if err := tr.save(); err != nil {
-				pr.CloseWithError(err)
-				return err
+				return done, err
 			}
 		}
 	}
-	pr.Close()
-	err = <-runErr
-	if err == nil {
-		err = sc.Err()
+	if err := sc.Err(); err != nil {
+		return done, fmt.Errorf("%w: %w", errAgentOutput, err)
 	}
-	if !done {
-		if err == nil {
-			err = errors.New("the agent exited without finishing")
-		}
-		return fmt.Errorf("target %s, run: agent stopped after %d of %d scenarios: %w", tr.t.Name, len(tr.res.Results), tr.res.Total, err)
-	}
-	if err != nil {
-		return fmt.Errorf("target %s, run: %w", tr.t.Name, err)
-	}
-	return nil
+	return done, nil
 }
 
 // add records a result with the documented claims for this target.

@@ -128,6 +128,11 @@ func (c *Client) uploadError(ctx context.Context, dst, what string, err error) e
 		// The SFTP channel ended under us without the server saying why.
 		return c.transportError("upload", fmt.Errorf("%s %s: %w", what, dst, err))
 	}
+	if errors.As(err, &status) && status.FxCode() == sftp.ErrSSHFxFailure {
+		// SFTP version 3 has no code for a full disk: OpenSSH's server
+		// reports ENOSPC and EDQUOT as this generic failure.
+		return fmt.Errorf("remote: upload %s: %s: %w (the target's disk may be full)", dst, what, err)
+	}
 	return fmt.Errorf("remote: upload %s: %s: %w", dst, what, err)
 }
 

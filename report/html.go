@@ -108,7 +108,7 @@ func pageTarget(t DocTarget, baseline bool) targetLine {
 	l := targetLine{DocTarget: t, OS: "?", Kernel: "?", Arch: "?", Baseline: baseline,
 		Agree: t.Counts[Match], Disagree: t.Counts[Differ], NoClaim: t.Counts[NoClaim], NotMeasured: t.Counts[Unmeasured] + t.Counts[Missing]}
 	if t.Env != nil {
-		l.OS, l.Kernel, l.Arch = t.Env.OS, t.Env.KernelRelease, t.Env.Arch
+		l.OS, l.Kernel, l.Arch = envOS(t.Env), envKernel(t.Env), t.Env.Arch
 	}
 	var ps []string
 	for _, ph := range t.Phases {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"lab/rundir"
+	"lab/wire"
 )
 
 // Markdown renders the comparison: targets, the answer's BSD tables
@@ -17,6 +18,19 @@ func Markdown(c *Comparison) []byte {
 	fmt.Fprintf(&b, "# SO_REUSEADDR and SO_REUSEPORT, measured\n\n")
 	fmt.Fprintf(&b, "Run `%s`, started %s, status **%s**. %d scenarios on %d targets.\n\n",
 		run.ID, run.Started.UTC().Format("2006-01-02 15:04 UTC"), run.Status, len(run.Scenarios), len(c.Targets))
+	if run.Status == rundir.StatusRunning {
+		// Only a lab that is still running, or was killed, leaves this.
+		var cut []string
+		for _, t := range c.Dir.Targets {
+			if t.Status == "missing" || t.Status == rundir.StatusRunning {
+				cut = append(cut, fmt.Sprintf("%s (%s, %d of %d results)", t.Name, t.Status, len(t.Results), t.Total))
+			}
+		}
+		if len(cut) == 0 {
+			cut = []string{"none (every target's file is final)"}
+		}
+		fmt.Fprintf(&b, "**incomplete: lab stopped before the run finished.** Targets not finished: %s.\n\n", strings.Join(cut, ", "))
+	}
 	fmt.Fprintf(&b, "Each cell is what the kernel did. Where the StackOverflow answer (\"the answer\") claims something else "+
 		"for that OS, the cell is marked **✗** with the claim beside it; ✓ marks agreement, and a bare outcome means the answer "+
 		"makes no claim for that OS.\n\n")
@@ -35,7 +49,7 @@ func targetsTable(b *bytes.Buffer, c *Comparison) {
 	for i, t := range c.Targets {
 		osName, kernel, arch := "?", "?", "?"
 		if t.Env != nil {
-			osName, kernel, arch = t.Env.OS, t.Env.KernelRelease, t.Env.Arch
+			osName, kernel, arch = envOS(t.Env), envKernel(t.Env), t.Env.Arch
 		}
 		n := c.Counts(i)
 		status := t.Status
@@ -46,6 +60,25 @@ func targetsTable(b *bytes.Buffer, c *Comparison) {
 			n[Match], n[Differ], n[NoClaim], n[Unmeasured]+n[Missing], phases(t.Phases))
 	}
 	b.WriteString("\n")
+}
+
+// envOS names a target's OS for the targets table. An agent that found
+// itself running under Wine says so in kernel_version ("Wine 8.0 on Linux
+// ..."): its results are Wine's emulation of the Windows API, never Windows.
+func envOS(env *wire.Env) string {
+	if strings.HasPrefix(env.KernelVersion, "Wine ") {
+		return "wine (Windows API emulated by " + env.KernelVersion + ")"
+	}
+	return env.OS
+}
+
+// envKernel is the kernel column: under Wine, the Windows version Wine
+// imitates, marked as such.
+func envKernel(env *wire.Env) string {
+	if strings.HasPrefix(env.KernelVersion, "Wine ") {
+		return env.KernelRelease + " (imitated by Wine)"
+	}
+	return env.KernelRelease
 }
 
 func phases(ps []rundir.Phase) string {

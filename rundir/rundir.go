@@ -163,12 +163,20 @@ func Read(dir string) (*Dir, error) {
 	}
 	seen := map[string]bool{}
 	for _, name := range d.Run.Targets {
+		// A target's file is <name>.json in this directory: a name that is
+		// a path would read a file elsewhere.
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+			return nil, fmt.Errorf("reading results %s: target name %q is not a file name", filepath.Join(dir, "run.json"), name)
+		}
 		var t Target
 		err := readJSON(filepath.Join(dir, name+".json"), &t)
 		if errors.Is(err, os.ErrNotExist) {
 			t = Target{Name: name, Status: "missing", Error: "no results file: the target never started or the run was cut off"}
 		} else if err != nil {
 			return nil, err
+		}
+		if t.Name == "" {
+			t.Name = name
 		}
 		seen[name] = true
 		d.Targets = append(d.Targets, t)
