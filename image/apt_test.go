@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"lab/internal/testenv"
 )
 
 func TestParseSimulation(t *testing.T) {
@@ -101,7 +103,7 @@ func TestSpecDefaults(t *testing.T) {
 
 // A cancelled build stops at its first command and says why.
 func TestBuildCancelled(t *testing.T) {
-	needTools(t, "apt-get")
+	testenv.NeedTools(t, "apt-get")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := Build(ctx, Defaults[0], t.TempDir(), nil)

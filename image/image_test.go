@@ -20,42 +20,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"lab/internal/testenv"
 )
 
 // testCache is shared by the tests of one run so that each image is built once. LAB_IMAGE_CACHE
 // keeps it across runs (then builds after the first are cache hits).
 var testCache string
 
-func TestMain(m *testing.M) {
-	testCache = os.Getenv("LAB_IMAGE_CACHE")
-	temporary := testCache == ""
-	if temporary {
-		dir, err := os.MkdirTemp("", "lab-image-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		testCache = dir
-	}
-	code := m.Run()
-	if temporary {
-		os.RemoveAll(testCache)
-	}
-	os.Exit(code)
-}
-
-// needTools skips the test when a tool is missing, except in CI, where it must be installed.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required in CI: %v", tool, err)
-			}
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
-}
+func TestMain(m *testing.M) { testenv.RunWithCache(m, "lab-image-test-", &testCache) }
 
 var (
 	buildMu   sync.Mutex
@@ -65,7 +38,7 @@ var (
 // buildImage builds spec in the shared cache, skipping (outside CI) if the mirror is unreachable.
 func buildImage(t *testing.T, spec Spec) *Image {
 	t.Helper()
-	needTools(t, "apt-get", "apt-cache", "dpkg-deb")
+	testenv.NeedTools(t, "apt-get", "apt-cache", "dpkg-deb")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	log := hclog.New(&hclog.LoggerOptions{Output: t.Output(), Level: hclog.Info})
@@ -186,7 +159,7 @@ func TestBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping: boots VMs (slow)")
 	}
-	needTools(t, "qemu-system-x86_64")
+	testenv.NeedTools(t, "qemu-system-x86_64")
 	for _, spec := range Defaults {
 		t.Run(spec.Name, func(t *testing.T) {
 			img := buildImage(t, spec)

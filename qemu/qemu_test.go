@@ -25,6 +25,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"lab/internal/testenv"
+
 	"lab/image"
 	"lab/remote"
 )
@@ -37,36 +39,7 @@ const bootTimeout = 2 * time.Minute
 // them across runs, as in the image package's own tests.
 var testCache string
 
-func TestMain(m *testing.M) {
-	testCache = os.Getenv("LAB_IMAGE_CACHE")
-	temporary := testCache == ""
-	if temporary {
-		dir, err := os.MkdirTemp("", "lab-qemu-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		testCache = dir
-	}
-	code := m.Run()
-	if temporary {
-		os.RemoveAll(testCache)
-	}
-	os.Exit(code)
-}
-
-// needTools skips the test when a tool is missing, except in CI, where it must be installed.
-func needTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required in CI: %v", tool, err)
-			}
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
-}
+func TestMain(m *testing.M) { testenv.RunWithCache(m, "lab-qemu-test-", &testCache) }
 
 func testLogger(t *testing.T) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}})
@@ -87,7 +60,7 @@ var (
 // testImage returns the image package's linux-6.1 guest, built once per run.
 func testImage(t *testing.T) *image.Image {
 	t.Helper()
-	needTools(t, "qemu-system-x86_64", "apt-get", "dpkg-deb")
+	testenv.NeedTools(t, "qemu-system-x86_64", "apt-get", "dpkg-deb")
 	builtMu.Lock()
 	defer builtMu.Unlock()
 	if img := built["linux-6.1"]; img != nil {
@@ -151,7 +124,7 @@ func writeCPIO(files []cpioFile) []byte {
 // that boots in seconds and never opens SSH.
 func busyboxInitrd(t *testing.T, script string) string {
 	t.Helper()
-	needTools(t, "busybox")
+	testenv.NeedTools(t, "busybox")
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +240,7 @@ func waitConsole(t *testing.T, vm *VM, want string, timeout time.Duration) {
 }
 
 func TestProbeAccel(t *testing.T) {
-	needTools(t, "qemu-system-x86_64")
+	testenv.NeedTools(t, "qemu-system-x86_64")
 	// Machines of this project's kind have a /dev/kvm whose guests hang; a host where KVM
 	// works can say so through LAB_EXPECT_ACCEL=kvm.
 	want := os.Getenv("LAB_EXPECT_ACCEL")
@@ -300,7 +273,7 @@ func TestProbeAccel(t *testing.T) {
 // starts on this machine's KVM (unlike -cpu host) and then crawls: the probe must give up
 // after probeTimeout and answer tcg.
 func TestProbeKVMSlow(t *testing.T) {
-	needTools(t, "qemu-system-x86_64")
+	testenv.NeedTools(t, "qemu-system-x86_64")
 	if _, err := os.Stat("/dev/kvm"); err != nil {
 		t.Skip("skipping: no /dev/kvm")
 	}
@@ -480,7 +453,7 @@ func TestPortTaken(t *testing.T) {
 // TestDiskOverlay boots a (blank) disk image with a seed and checks that the image is not
 // modified.
 func TestDiskOverlay(t *testing.T) {
-	needTools(t, "qemu-system-x86_64", "qemu-img")
+	testenv.NeedTools(t, "qemu-system-x86_64", "qemu-img")
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
@@ -699,7 +672,7 @@ func TestMakeNoCloudSeed(t *testing.T) {
 			if tc.optional && !haveAll(append(tool.needs, tc.check...)) {
 				t.Skipf("skipping: %s not installed", tc.tool)
 			}
-			needTools(t, append(tool.needs, tc.check...)...)
+			testenv.NeedTools(t, append(tool.needs, tc.check...)...)
 			path := filepath.Join(t.TempDir(), "seed.img")
 			if err := makeNoCloudSeed([]seedTool{*tool}, path, userData, metaData, netConfig); err != nil {
 				t.Fatal(err)
