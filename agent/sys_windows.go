@@ -21,6 +21,7 @@ var (
 	ws2            = windows.NewLazySystemDLL("ws2_32.dll")
 	procIoctl      = ws2.NewProc("ioctlsocket")
 	procAccept     = ws2.NewProc("accept")
+	procRecv       = ws2.NewProc("recv")
 	procWSAPoll    = ws2.NewProc("WSAPoll")
 	procWSAStartup = ws2.NewProc("WSAStartup")
 )
@@ -198,14 +199,19 @@ func sysDrain(fd sysFD, proto string) int {
 	}
 }
 
+// sysWaitEOF reads until the peer's FIN. It calls recv, not
+// windows.Recvfrom: a connected TCP socket reports no source address, which
+// Recvfrom turns into EAFNOSUPPORT even when the read itself succeeded.
 func sysWaitEOF(fd sysFD, deadline time.Time) error {
 	buf := make([]byte, 64)
 	for {
-		n, _, err := windows.Recvfrom(fd, buf, 0)
-		if err == nil && n == 0 {
+		r1, _, err := procRecv.Call(uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0)
+		switch n := int32(r1); {
+		case n == 0:
 			return nil
-		}
-		if err != nil && !errors.Is(err, windows.WSAEWOULDBLOCK) {
+		case n > 0:
+			continue // data before the FIN: read on
+		case !errors.Is(err, windows.WSAEWOULDBLOCK):
 			return os.NewSyscallError("recv", err)
 		}
 		if err := waitFD(fd, pollRdNorm, deadline); err != nil {

@@ -24,6 +24,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
+
+	"lab/internal/flock"
 )
 
 // formatVersion is part of every image's hash. Bump it when the way images are assembled changes
@@ -200,7 +202,7 @@ func (b *builder) build(ctx context.Context, forceUpdate bool) (*Image, error) {
 		return nil, fmt.Errorf("creating image cache dir: %w", err)
 	}
 	// Builders of the same image queue here; the one that waited finds the image built.
-	unlock, err := lockFile(ctx, p.dir+".lock")
+	unlock, err := flock.Lock(ctx, p.dir+".lock")
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +267,7 @@ func (b *builder) lockApt(ctx context.Context) (func(), error) {
 	if err := os.MkdirAll(b.repo.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating apt state dir: %w", err)
 	}
-	unlock, err := lockFile(ctx, b.repo.lockPath())
+	unlock, err := flock.Lock(ctx, b.repo.lockPath())
 	if err != nil {
 		return nil, err
 	}

@@ -108,7 +108,7 @@ users:
   - name: labother
     shell: /bin/sh
 ssh_deletekeys: true
-ssh_genkeytypes: []
+ssh_genkeytypes: [ed25519]
 ssh_keys:
   ed25519_private: |
 %s

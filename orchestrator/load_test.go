@@ -1,4 +1,4 @@
-//go:build load
+//go:build linux && load
 
 package orchestrator_test
 

@@ -1,4 +1,4 @@
-//go:build faults || load
+//go:build linux && (faults || load)
 
 package orchestrator_test
 

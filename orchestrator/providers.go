@@ -11,9 +11,11 @@ import (
 // Providers returns every provider lab knows, by name.
 func Providers() map[string]Provider {
 	return map[string]Provider{
-		"local": Local{},
-		"qemu":  QEMU{},
-		"ssh":   SSH{},
+		"local":   Local{},
+		"qemu":    QEMU{},
+		"ssh":     SSH{},
+		"vagrant": Vagrant{},
+		"wine":    Wine{},
 	}
 }
 

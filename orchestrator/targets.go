@@ -20,7 +20,7 @@ import (
 // describes it.
 type Target struct {
 	Name     string `yaml:"name"`
-	Provider string `yaml:"provider"` // local, qemu, ssh
+	Provider string `yaml:"provider"` // local, qemu, ssh, vagrant, wine
 	// OS and Arch are the target's GOOS and GOARCH, for cross-compiling the
 	// agent; the local target and the Linux microVMs fill them in.
 	OS   string `yaml:"os"`
@@ -41,6 +41,15 @@ type Target struct {
 	KnownHosts string `yaml:"known_hosts"` // default ~/.ssh/known_hosts
 	// Sudo runs the agent with sudo: only for disposable machines.
 	Sudo bool `yaml:"sudo"`
+
+	// Provider vagrant: the box, by default the one lab's lineup
+	// (vagrant/Vagrantfile) names for a machine of the target's name;
+	// vagrant_provider is libvirt (default) or virtualbox; keep leaves the
+	// machine up after the run, and the next run reuses it.
+	Box             string `yaml:"box"`
+	BoxVersion      string `yaml:"box_version"`
+	VagrantProvider string `yaml:"vagrant_provider"`
+	Keep            bool   `yaml:"keep"`
 
 	MemoryMB int `yaml:"memory_mb"`
 	CPUs     int `yaml:"cpus"`
@@ -79,7 +88,7 @@ func defaultTargets() []*Target {
 var targetFields = map[string]bool{}
 
 func init() {
-	for _, f := range []string{"name", "provider", "os", "arch", "suite", "kernel", "disk", "kernel_args", "host", "user", "key", "known_hosts", "sudo", "memory_mb", "cpus", "boot_timeout"} {
+	for _, f := range []string{"name", "provider", "os", "arch", "suite", "kernel", "disk", "kernel_args", "host", "user", "key", "known_hosts", "sudo", "box", "box_version", "vagrant_provider", "keep", "memory_mb", "cpus", "boot_timeout"} {
 		targetFields[f] = true
 	}
 }
@@ -183,10 +192,16 @@ func (t *Target) problems() []string {
 		if t.Host == "" || t.User == "" || t.OS == "" || t.Arch == "" {
 			p = append(p, "an ssh target needs \"host\", \"user\", \"os\" and \"arch\"")
 		}
+	case "vagrant":
+		p = append(p, vagrantProblems(t)...)
+	case "wine":
+		if t.OS != "" && t.OS != "windows" {
+			p = append(p, "a wine target runs the windows agent; leave \"os\" out or say windows")
+		}
 	case "":
-		p = append(p, "\"provider\" is required: local, qemu or ssh")
+		p = append(p, "\"provider\" is required: local, qemu, ssh, vagrant or wine")
 	default:
-		p = append(p, fmt.Sprintf("unknown provider %q; expected local, qemu or ssh", t.Provider))
+		p = append(p, fmt.Sprintf("unknown provider %q; expected local, qemu, ssh, vagrant or wine", t.Provider))
 	}
 	if t.Suite != "" && t.OS == "" {
 		t.OS = "linux"

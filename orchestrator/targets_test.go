@@ -35,7 +35,7 @@ func TestParseTargetsErrors(t *testing.T) {
     provider: vbox
 `,
 			pos: "t.yaml:2:5",
-			msg: `target "a": unknown provider "vbox"; expected local, qemu or ssh`,
+			msg: `target "a": unknown provider "vbox"; expected local, qemu, ssh, vagrant or wine`,
 		},
 		{
 			name: "missing provider",

@@ -1,6 +1,8 @@
 //go:build unix && !solaris && !illumos
 
-package image
+// Package flock queues processes on a lock file, so that two builds of one
+// image wait for each other instead of both doing the work.
+package flock
 
 import (
 	"context"
@@ -11,11 +13,11 @@ import (
 	"time"
 )
 
-// lockFile takes an exclusive flock on path, creating it if needed, and waits for it until ctx
+// Lock takes an exclusive flock on path, creating it if needed, and waits for it until ctx
 // ends. apt refuses to run twice on one state dir rather than waiting, and two builds of one image
 // would duplicate work, so concurrent builders queue here instead. The lock dies with the process,
 // so a killed build never leaves it held.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+func Lock(ctx context.Context, path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
