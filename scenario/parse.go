@@ -3,6 +3,7 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -58,18 +59,48 @@ func ParseFile(path string) ([]Scenario, error) {
 // returned error, if any, is a Problems listing every problem found.
 func Parse(file string, data []byte) ([]Scenario, error) {
 	p := &parser{file: file, ids: map[string]Pos{}}
+	out := p.parse(data)
+	if len(p.problems) > 0 {
+		return nil, p.problems.sorted()
+	}
+	return out, nil
+}
+
+// sorted returns ps in file order (line, then column), dropping exact
+// repeats. Checks run in passes (duplicate keys over the whole file first)
+// and a matrix checks its template once per row, so the order found is not
+// the order a reader fixes them in.
+func (ps Problems) sorted() Problems {
+	out := slices.Clone(ps)
+	slices.SortStableFunc(out, func(a, b Problem) int {
+		if c := strings.Compare(a.Pos.File, b.Pos.File); c != 0 {
+			return c
+		}
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Col - b.Pos.Col
+	})
+	return slices.Compact(out)
+}
+
+// parse parses data into p, returning the scenarios found; the caller
+// checks p.problems.
+func (p *parser) parse(data []byte) []Scenario {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Problems{{Pos{File: file, Line: yamlErrLine(err), Col: 1}, "invalid YAML: " + err.Error()}}
+		p.errAt(Pos{File: p.file, Line: yamlErrLine(err), Col: 1}, "invalid YAML: %v", err)
+		return nil
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, Problems{{Pos{file, 1, 1}, "empty file; expected a mapping with key \"scenarios\""}}
+		p.errAt(Pos{p.file, 1, 1}, "empty file; expected a mapping with key \"scenarios\"")
+		return nil
 	}
 	p.duplicateKeys(&doc)
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		p.errf(root, "expected a mapping with key \"scenarios\", found %s", kindName(root))
-		return nil, p.problems
+		return nil
 	}
 	var list *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -84,20 +115,17 @@ func Parse(file string, data []byte) ([]Scenario, error) {
 		if len(p.problems) == 0 {
 			p.errf(root, "missing top-level field \"scenarios\"")
 		}
-		return nil, p.problems
+		return nil
 	}
 	if list.Kind != yaml.SequenceNode {
 		p.errf(list, "field \"scenarios\": expected a list, found %s", kindName(list))
-		return nil, p.problems
+		return nil
 	}
 	var out []Scenario
 	for _, n := range list.Content {
 		out = append(out, p.scenarioOrMatrix(n)...)
 	}
-	if len(p.problems) > 0 {
-		return nil, p.problems
-	}
-	return out, nil
+	return out
 }
 
 // duplicateKeys reports a key given twice in one mapping: YAML decoders
@@ -334,7 +362,7 @@ func (p *parser) str(field string, v *yaml.Node) string {
 	return v.Value
 }
 
-var expectKeyHint = "an OS family (bsd, linux, windows, solaris) or OS (freebsd, openbsd, netbsd, darwin, illumos, ...), optionally with a version bound like linux<3.9 or linux>=3.9"
+var expectKeyHint = "an OS family (" + strings.Join(Families, ", ") + ") or OS (" + strings.Join(OSes, ", ") + "), optionally with a version bound like linux<3.9 or linux>=3.9"
 
 // expect parses expect: {source: {key: outcome}}.
 func (p *parser) expect(n *yaml.Node) map[string]map[string]string {
@@ -352,8 +380,13 @@ func (p *parser) expect(n *yaml.Node) map[string]map[string]string {
 		m := map[string]string{}
 		for j := 0; j+1 < len(claims.Content); j += 2 {
 			k, v := claims.Content[j], claims.Content[j+1]
-			if _, _, ok := splitKey(k.Value); !ok {
-				p.errf(k, "expect.%s: %q is not a valid key; expected %s", src.Value, k.Value, expectKeyHint)
+			name, _, ok := splitKey(k.Value)
+			if !ok {
+				p.errf(k, "expect.%s: %q is not a valid key; expected %s%s", src.Value, k.Value, expectKeyHint, unknownVarHint(k.Value))
+				continue
+			}
+			if !knownKeyName(name) {
+				p.errf(k, "expect.%s: %q is not an OS family or OS lab knows; expected %s", src.Value, name, expectKeyHint)
 				continue
 			}
 			if !ValidOutcome(v.Value) {
@@ -381,6 +414,12 @@ func ValidOutcome(o string) bool {
 
 // Options lists the socket options a step may set.
 var Options = []string{"SO_REUSEADDR", "SO_REUSEPORT", "SO_REUSEPORT_LB", "SO_EXCLUSIVEADDRUSE", "SO_EXCLBIND", "IPV6_V6ONLY"}
+
+// binaryOptions are the options the language restricts to 0 or 1
+// (IPV6_V6ONLY=0|1): another value would read as a mode the option does not
+// have. The others take any value setsockopt's int does, as they always
+// have; kernels read every nonzero value as on, and a scenario may check so.
+var binaryOptions = []string{"IPV6_V6ONLY"}
 
 // Addrs lists the symbolic addresses a step may use.
 var Addrs = []string{"any", "any6", "addr1", "addr2", "loop", "loop6", "mcast"}
@@ -607,12 +646,19 @@ func (sp *stepParser) option(t token) (wire.Option, bool) {
 	}
 	o := wire.Option{Name: name, Value: 1}
 	if hasVal {
-		v, err := strconv.Atoi(val)
-		if err != nil || v < 0 {
-			sp.errAt(t.pos, "option %s: %q is not a non-negative integer value", name, val)
+		v, err := strconv.ParseInt(val, 10, 32)
+		switch {
+		case slices.Contains(binaryOptions, name):
+			if err != nil || (v != 0 && v != 1) {
+				sp.errAt(t.pos, "option %s: %q is not a valid value; expected 0 or 1", name, val)
+				return o, false
+			}
+		case err != nil || v < 0:
+			// setsockopt takes a C int: a larger value would be truncated.
+			sp.errAt(t.pos, "option %s: %q is not a non-negative integer value (0 to %d)", name, val, math.MaxInt32)
 			return o, false
 		}
-		o.Value = v
+		o.Value = int(v)
 	}
 	return o, true
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,7 +70,65 @@ func TestParseErrors(t *testing.T) {
       - setopt A IPV6_V6ONLY=yes
 `,
 			pos: "t.yaml:6:18",
-			msg: `option IPV6_V6ONLY: "yes" is not a non-negative integer`,
+			msg: `option IPV6_V6ONLY: "yes" is not a valid value; expected 0 or 1`,
+		},
+		{
+			name: "IPV6_V6ONLY is 0 or 1 in setopt",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A ip6
+      - setopt A IPV6_V6ONLY=2
+`,
+			pos: "t.yaml:6:18",
+			msg: `option IPV6_V6ONLY: "2" is not a valid value; expected 0 or 1`,
+		},
+		{
+			name: "IPV6_V6ONLY is 0 or 1 in socket",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A ip6 IPV6_V6ONLY=10
+`,
+			pos: "t.yaml:5:22",
+			msg: `option IPV6_V6ONLY: "10" is not a valid value; expected 0 or 1`,
+		},
+		{
+			name: "IPV6_V6ONLY is 0 or 1 in timewait",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - timewait any6:P SO_REUSEADDR IPV6_V6ONLY=-1
+`,
+			pos: "t.yaml:5:38",
+			msg: `option IPV6_V6ONLY: "-1" is not a valid value; expected 0 or 1`,
+		},
+		{
+			name: "IPV6_V6ONLY from a matrix is 0 or 1",
+			src: `scenarios:
+  - id: a/${v}
+    matrix: {v: ["0", "1", "2"]}
+    proto: tcp
+    steps:
+      - socket A ip6
+      - setopt A IPV6_V6ONLY=${v}
+`,
+			pos: "t.yaml:7:9",
+			msg: `option IPV6_V6ONLY: "2" is not a valid value; expected 0 or 1`,
+		},
+		{
+			name: "option value beyond setsockopt's int",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A SO_REUSEADDR=4294967297
+`,
+			pos: "t.yaml:5:18",
+			msg: `option SO_REUSEADDR: "4294967297" is not a non-negative integer value (0 to 2147483647)`,
 		},
 		{
 			name: "unknown address",
@@ -467,6 +526,57 @@ func TestParseErrors(t *testing.T) {
 			msg: `expect.answer: "linux<=3.9" is not a valid key`,
 		},
 		{
+			name: "expect with an unknown OS",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect: {answer: {plan9: ok}}
+`,
+			pos: "t.yaml:5:23",
+			msg: `expect.answer: "plan9" is not an OS family or OS lab knows; expected an OS family (bsd, linux, solaris, windows) or OS (android, darwin, dragonfly, freebsd, illumos, ios, linux, netbsd, openbsd, solaris, windows), optionally with a version bound`,
+		},
+		{
+			name: "expect with a typo'd family",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect:
+      answer:
+        linux: ok
+        lnux: EADDRINUSE
+`,
+			pos: "t.yaml:8:9",
+			msg: `expect.answer: "lnux" is not an OS family or OS lab knows; expected an OS family (bsd, linux`,
+		},
+		{
+			name: "expect with a typo'd OS and a version bound",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect:
+      man:
+        freebds>=14: ok
+`,
+			pos: "t.yaml:7:9",
+			msg: `expect.man: "freebds" is not an OS family or OS lab knows`,
+		},
+		{
+			name: "expect key from a matrix is checked",
+			src: `scenarios:
+  - id: a/${os}
+    matrix: {os: [linux, linx]}
+    proto: tcp
+    steps: [socket A]
+    expect:
+      answer: {"${os}": ok}
+`,
+			pos: "t.yaml:7:16",
+			msg: `expect.answer: "linx" is not an OS family or OS lab knows`,
+		},
+		{
 			name: "expect with a bad outcome",
 			src: `scenarios:
   - id: a
@@ -584,6 +694,116 @@ func TestParseAllProblemsAtOnce(t *testing.T) {
 	}
 }
 
+// TestParseProblemsInFileOrder checks problems come out sorted by line, then
+// column, however the checks found them, and that a matrix reports a
+// mistake in its template once, not once per row.
+func TestParseProblemsInFileOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // prefixes of Problems.Error()'s lines, in order
+	}{
+		{
+			name: "field given twice after a bad step",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A
+      - frob A
+  - id: b
+    proto: tcp
+    steps: [socket A]
+    note: one
+    note: two
+`,
+			want: []string{
+				`t.yaml:6:9: unknown verb "frob"`,
+				`t.yaml:11:5: field "note" given twice`,
+			},
+		},
+		{
+			name: "later matrix row with an earlier line",
+			src: `scenarios:
+  - id: m/${x}
+    matrix:
+      - {x: "1", a: any, o: maybe}
+      - {x: "2", a: nowhere, o: ok}
+    proto: tcp
+    steps: [socket A, "bind A ${a}:P"]
+    expect: {answer: {linux: "${o}"}}
+`,
+			want: []string{
+				`t.yaml:7:23: unknown address "nowhere"`,
+				`t.yaml:8:30: expect.answer.linux: "maybe" is not an outcome`,
+			},
+		},
+		{
+			name: "same line in column order",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect: {answer: {lnux: ok, bsd: maybe}, man: {bsd: ok, windos: ok}}
+`,
+			want: []string{
+				`t.yaml:5:23: expect.answer: "lnux" is not an OS family or OS`,
+				`t.yaml:5:38: expect.answer.bsd: "maybe" is not an outcome`,
+				`t.yaml:5:61: expect.man: "windos" is not an OS family or OS`,
+			},
+		},
+		{
+			name: "template mistake reported once for all rows",
+			src: `scenarios:
+  - id: m/${x}
+    matrix: {x: ["1", "2", "3"]}
+    proto: tcp
+    steps: [socket A, frob A]
+`,
+			want: []string{
+				`t.yaml:5:23: unknown verb "frob"`,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := problems(t, tc.src)
+			lines := strings.Split(ps.Error(), "\n")
+			if len(lines) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d:\n%v", len(lines), len(tc.want), ps)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(lines[i], w) {
+					t.Errorf("problem %d = %q; want prefix %q\nall:\n%v", i, lines[i], w, ps)
+				}
+			}
+		})
+	}
+}
+
+// TestParseExpectKeys checks every OS and family lab knows is accepted as an
+// expectation key, with and without a version bound.
+func TestParseExpectKeys(t *testing.T) {
+	var names []string
+	names = append(names, scenario.Families...)
+	names = append(names, scenario.OSes...)
+	for _, want := range []string{"bsd", "linux", "windows", "solaris", "freebsd", "openbsd", "netbsd", "darwin", "illumos"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("%q is not a known expectation key; the scenario language documents it", want)
+		}
+	}
+	for _, name := range names {
+		for _, key := range []string{name, name + "<3.9", name + ">=14"} {
+			t.Run(key, func(t *testing.T) {
+				scs := parseOK(t, "scenarios:\n  - id: a\n    proto: tcp\n    steps: [socket A]\n    expect: {answer: {\""+key+"\": ok}}\n")
+				if got := scs[0].Expect["answer"][key]; got != "ok" {
+					t.Errorf("Expect = %v; want answer.%s = ok", scs[0].Expect, key)
+				}
+			})
+		}
+	}
+}
+
 // docBlocks returns the ```yaml blocks of the scenario language's doc, so
 // the examples there are checked to parse as the doc says.
 func docBlocks(t *testing.T) []string {
@@ -659,6 +879,17 @@ func TestParseSteps(t *testing.T) {
 				{Text: "socket A SO_REUSEPORT IPV6_V6ONLY=0 ip6 user=other", Verb: "socket", Sock: "A", IP6: true, User: "other",
 					Options: []wire.Option{{Name: "SO_REUSEPORT", Value: 1}, {Name: "IPV6_V6ONLY", Value: 0}}},
 				{Text: "setopt A SO_REUSEADDR=2", Verb: "setopt", Sock: "A", Options: []wire.Option{{Name: "SO_REUSEADDR", Value: 2}}},
+			},
+		},
+		{
+			name:  "option values each option takes",
+			proto: "tcp",
+			steps: []string{"socket A ip6 IPV6_V6ONLY=1", "setopt A IPV6_V6ONLY=0", "setopt A SO_REUSEPORT=0", "setopt A SO_EXCLUSIVEADDRUSE=2147483647"},
+			want: []wire.Step{
+				{Text: "socket A ip6 IPV6_V6ONLY=1", Verb: "socket", Sock: "A", IP6: true, Options: []wire.Option{{Name: "IPV6_V6ONLY", Value: 1}}},
+				{Text: "setopt A IPV6_V6ONLY=0", Verb: "setopt", Sock: "A", Options: []wire.Option{{Name: "IPV6_V6ONLY", Value: 0}}},
+				{Text: "setopt A SO_REUSEPORT=0", Verb: "setopt", Sock: "A", Options: []wire.Option{{Name: "SO_REUSEPORT", Value: 0}}},
+				{Text: "setopt A SO_EXCLUSIVEADDRUSE=2147483647", Verb: "setopt", Sock: "A", Options: []wire.Option{{Name: "SO_EXCLUSIVEADDRUSE", Value: 2147483647}}},
 			},
 		},
 		{
@@ -977,9 +1208,12 @@ func FuzzParse(f *testing.F) {
 			if len(ps) == 0 {
 				t.Fatal("empty Problems")
 			}
-			for _, p := range ps {
+			for i, p := range ps {
 				if p.Pos.File != "f.yaml" || p.Pos.Line < 1 {
 					t.Errorf("problem without a place in the file: %+v", p)
+				}
+				if i > 0 && (p.Pos.Line < ps[i-1].Pos.Line || p.Pos.Line == ps[i-1].Pos.Line && p.Pos.Col < ps[i-1].Pos.Col) {
+					t.Errorf("problem %d (%s) comes after %s; want file order", i, p.Pos, ps[i-1].Pos)
 				}
 			}
 			if scs != nil {

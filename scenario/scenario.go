@@ -8,6 +8,7 @@ package scenario
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,6 +93,33 @@ func Sources(scs []Scenario) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// OSes lists the operating systems (GOOS values) an expectation may name:
+// those wire.Family puts in the answer's families. Their families may be
+// named too (see Families).
+var OSes = []string{"android", "darwin", "dragonfly", "freebsd", "illumos", "ios", "linux", "netbsd", "openbsd", "solaris", "windows"}
+
+// Families lists the OS families an expectation may name: wire.Family of
+// each of OSes.
+var Families = families()
+
+func families() []string {
+	var out []string
+	for _, goos := range OSes {
+		if f := wire.Family(goos); !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// knownKeyName reports whether name, an expectation key without its
+// version bound, is an OS or OS family lab knows. Any lowercase word would
+// parse, so without this a typo ("lnux") would be a claim no target matches.
+func knownKeyName(name string) bool {
+	return slices.Contains(Families, name) || slices.Contains(OSes, name)
 }
 
 var keyRE = regexp.MustCompile(`^([a-z0-9]+)(?:(<|>=)([0-9]+(?:\.[0-9]+)?))?$`)
