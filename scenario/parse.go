@@ -195,6 +195,11 @@ func (p *parser) scenarioOrMatrix(n *yaml.Node) []Scenario {
 	return out
 }
 
+// maxMatrixRows bounds the scenarios one matrix makes: combinations grow
+// tenfold with each variable of ten values, and a mistyped matrix should be
+// an error at its line, not a parser that runs for minutes.
+const maxMatrixRows = 10000
+
 // matrixRows turns a matrix into the list of variable sets it stands for:
 // either a list of rows, or a mapping of variables to lists whose every
 // combination is taken (in the order written, the last variable fastest).
@@ -226,6 +231,10 @@ func (p *parser) matrixRows(m *yaml.Node) []map[string]string {
 			if v.Kind != yaml.SequenceNode {
 				p.errf(v, "matrix variable %q: expected a list of values, found %s", k.Value, kindName(v))
 				continue
+			}
+			if n := len(rows) * len(v.Content); n > maxMatrixRows {
+				p.errf(m, "matrix: %d combinations, more than the %d one matrix may make; split it or list its rows", n, maxMatrixRows)
+				return nil
 			}
 			var next []map[string]string
 			for _, r := range rows {

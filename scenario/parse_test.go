@@ -50,6 +50,18 @@ func TestParseErrors(t *testing.T) {
 			msg: `unknown verb "frob"`,
 		},
 		{
+			name: "matrix too large",
+			src: `scenarios:
+  - id: a/${a}${b}${c}${d}${e}
+    proto: tcp
+    matrix: {a: [0,1,2,3,4,5,6,7,8,9], b: [0,1,2,3,4,5,6,7,8,9], c: [0,1,2,3,4,5,6,7,8,9], d: [0,1,2,3,4,5,6,7,8,9], e: [0,1,2,3,4,5,6,7,8,9]}
+    steps:
+      - socket A
+`,
+			pos: "t.yaml:4:13",
+			msg: "100000 combinations, more than the 10000 one matrix may make",
+		},
+		{
 			name: "unknown option",
 			src: `scenarios:
   - id: a
