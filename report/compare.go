@@ -5,6 +5,7 @@
 package report
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -15,9 +16,9 @@ import (
 // Cell states.
 const (
 	Match      = "match"      // observed what the source claims
-	Differ     = "differ"     // observed something else: a finding
+	Differ     = "differ"     // observed something else, or a step before the claimed one failed: a finding
 	NoClaim    = "no-claim"   // the source says nothing for this OS
-	Unmeasured = "unmeasured" // skipped, setup-failed, timeout or error: no comparison possible
+	Unmeasured = "unmeasured" // skipped, timeout, error, or setup-failed with nothing to check: no comparison possible
 	Missing    = "missing"    // the target has no result for this scenario
 )
 
@@ -86,7 +87,7 @@ func cell(target string, r *rundir.Outcome, source string) Cell {
 	}
 	c := Cell{Target: target, Outcome: r.Outcome, Claim: r.Claims[source], Result: r}
 	switch {
-	case unmeasured(r.Outcome):
+	case !checks(r.Outcome, c.Claim):
 		c.State = Unmeasured
 	case c.Claim == "":
 		c.State = NoClaim
@@ -98,6 +99,60 @@ func cell(target string, r *rundir.Outcome, source string) Cell {
 	return c
 }
 
+// Observed is the cell's outcome as a reader needs it beside a claim: for
+// setup-failed, with the step that failed and its errno ("setup-failed: bind
+// B EADDRINUSE"), since the claim is about a later step.
+func (cl Cell) Observed() string {
+	if cl.Result == nil {
+		return cl.Outcome
+	}
+	return observed(&cl.Result.Result)
+}
+
+func observed(r *wire.Result) string {
+	if r.Outcome != wire.SetupFailed {
+		return r.Outcome
+	}
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		if st := r.Steps[i]; st.Result != wire.OK {
+			// The verb and socket name the step; its address is in the trace.
+			f := strings.Fields(st.Text)
+			name := strings.Join(f[:min(2, len(f))], " ")
+			if name == "" {
+				name = fmt.Sprintf("step %d", i+1)
+			}
+			return r.Outcome + ": " + name + " " + st.Result
+		}
+	}
+	if r.Reason != "" { // a result without its steps
+		return r.Outcome + ": " + r.Reason
+	}
+	return r.Outcome
+}
+
+// checks reports whether outcome can be held against claim ("" when the
+// source makes none).
+//
+// A claim is about a scenario's last step, and it takes for granted that the
+// steps before it succeed: "B's bind succeeds" is a claim about what happens
+// after A listens. So setup-failed, the kernel refusing an earlier step,
+// contradicts every claim except two that themselves say the script stops
+// early: setup-failed, which it matches, and unsupported (an option the OS
+// does not define), which it cannot always settle, because the agent stops
+// at the first failing step and that may come before the option is set.
+// Skipped, timeout and error say nothing about the kernel and check nothing.
+func checks(outcome, claim string) bool {
+	switch outcome {
+	case wire.Skipped, wire.Timeout, wire.Error:
+		return false
+	case wire.SetupFailed:
+		return claim != "" && claim != wire.Unsupported
+	}
+	return true
+}
+
+// unmeasured reports whether outcome is something other than the last
+// step's result; KernelDifferences leaves such cells out.
 func unmeasured(outcome string) bool {
 	switch outcome {
 	case wire.Skipped, wire.SetupFailed, wire.Timeout, wire.Error:

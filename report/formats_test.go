@@ -392,3 +392,213 @@ func TestHTMLRows(t *testing.T) {
 		}
 	}
 }
+
+// setupFailedRun is one scenario whose setup the kernel refuses on every
+// target: B's bind fails before B can listen. The targets differ in what
+// the answer claims for them.
+func setupFailedRun(baseline bool) *rundir.Dir {
+	sc := rundir.Scenario{ID: "linux/listen-specific-then-any/both/listen", Proto: "tcp",
+		Steps: []string{"socket A SO_REUSEADDR", "bind A addr1:P", "listen A", "socket B SO_REUSEADDR", "bind B any:P", "listen B"}}
+	failed := func(claim string) rundir.Outcome {
+		o := outcome(sc.ID, wire.SetupFailed, claim)
+		o.Reason = "step 5 (bind B any:P): EADDRINUSE"
+		o.Steps = []wire.StepResult{{Text: "socket A SO_REUSEADDR", Result: wire.OK}, {Text: "bind A addr1:P", Result: wire.OK},
+			{Text: "listen A", Result: wire.OK}, {Text: "socket B SO_REUSEADDR", Result: wire.OK}, {Text: "bind B any:P", Result: "EADDRINUSE", Errno: 98}}
+		if claim != "" {
+			o.ClaimKeys = map[string]string{"answer": "linux"}
+		}
+		return o
+	}
+	id := "now"
+	if baseline {
+		id = "before"
+	}
+	d := &rundir.Dir{Run: rundir.Run{ID: id, Scenarios: []rundir.Scenario{sc}}}
+	for _, x := range []struct{ name, claim string }{{"claims-ok", "ok"}, {"claims-setup-failed", wire.SetupFailed}, {"claims-unsupported", wire.Unsupported}, {"no-claim", ""}} {
+		d.Targets = append(d.Targets, rundir.Target{Name: x.name, Status: rundir.StatusComplete, Results: []rundir.Outcome{failed(x.claim)}})
+	}
+	return d
+}
+
+// TestSetupFailedAgainstClaim checks that a setup-failed outcome where the
+// answer claims the script's outcome is a disagreement in every format,
+// naming the step that failed, and that a baseline comparison still sets
+// outcome beside outcome.
+func TestSetupFailedAgainstClaim(t *testing.T) {
+	const observed = "setup-failed: bind B EADDRINUSE"
+	c := report.Compare(setupFailedRun(false))
+	states := map[string]string{}
+	for _, cl := range c.Rows[0].Cells {
+		states[cl.Target] = cl.State
+	}
+	wantStates := map[string]string{"claims-ok": report.Differ, "claims-setup-failed": report.Match, "claims-unsupported": report.Unmeasured, "no-claim": report.Unmeasured}
+	if !reflect.DeepEqual(states, wantStates) {
+		t.Errorf("states %v, want %v", states, wantStates)
+	}
+	if got := c.Rows[0].Cells[0].Observed(); got != observed {
+		t.Errorf("Observed() = %q, want %q", got, observed)
+	}
+	if ds := c.Disagreements(); len(ds) != 1 || len(ds[0].Targets) != 1 || ds[0].Targets[0].Target != "claims-ok" {
+		t.Errorf("Disagreements = %+v, want claims-ok alone", ds)
+	}
+
+	md := string(report.Markdown(c))
+	for _, s := range []string{
+		"## Where kernels disagree with the answer (1 scenarios)",
+		"claims-ok observed `" + observed + "`, answer claims `ok`",
+		"| **✗ `" + observed + "`** (answer: `ok`) | ✓ `setup-failed` | `setup-failed` (step 5 (bind B any:P): EADDRINUSE) | `setup-failed` (step 5 (bind B any:P): EADDRINUSE) |",
+	} {
+		if !strings.Contains(md, s) {
+			t.Errorf("Markdown lacks %q:\n%s", s, md)
+		}
+	}
+
+	b, err := report.JSON(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc report.Doc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if s := doc.Scenarios[0]; !s.Disagrees || s.Cells[0].State != report.Differ || doc.Summary.Disagreements != 1 || doc.Targets[0].Counts[report.Differ] != 1 {
+		t.Errorf("JSON: disagrees %v, first cell %q, summary %d disagreements, counts %v", s.Disagrees, s.Cells[0].State, doc.Summary.Disagreements, doc.Targets[0].Counts)
+	}
+
+	page, err := report.HTML(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<td class="cell differ" id="cell-0-0" data-s="0" data-t="0" tabindex="0" title="claims-ok: differ; answer claims ok; step 5 (bind B any:P): EADDRINUSE"><span class="mark">✗</span> <span class="outcome">` + observed + `</span><small>answer: ok</small></td>`; !strings.Contains(string(page), want) {
+		t.Errorf("HTML lacks %s", want)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		baseline bool
+		want     []string // per target: the case's element and message, by prefix
+	}{
+		{"against the answer", false, []string{
+			`<failure message="observed ` + observed + `, answer claims ok (linux)" type="differ">`,
+			"<system-out>", // passed: setup-failed as claimed
+			`<skipped message="setup-failed: step 5 (bind B any:P): EADDRINUSE">`,
+			`<skipped message="setup-failed: step 5 (bind B any:P): EADDRINUSE">`,
+		}},
+		// Against a baseline that also failed setup, nothing changed,
+		// whatever the answer claims.
+		{"against a baseline", true, []string{"<system-out>", "<system-out>", "<system-out>", "<system-out>"}},
+	} {
+		t.Run("junit "+tc.name, func(t *testing.T) {
+			c := report.Compare(setupFailedRun(false))
+			if tc.baseline {
+				c.WithBaseline(setupFailedRun(true))
+				for _, cl := range c.Rows[0].Cells {
+					if cl.BaselineState != report.Same {
+						t.Errorf("%s: baseline state %q, want %q", cl.Target, cl.BaselineState, report.Same)
+					}
+				}
+			}
+			b, err := report.JUnit(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cases := strings.Split(string(b), "<testcase ")[1:]
+			if len(cases) != len(tc.want) {
+				t.Fatalf("%d test cases, want %d", len(cases), len(tc.want))
+			}
+			for i, want := range tc.want {
+				if body := strings.TrimSpace(cases[i][strings.Index(cases[i], ">")+1:]); !strings.HasPrefix(body, want) {
+					t.Errorf("case %d: %.200s; want it to begin %s", i, body, want)
+				}
+			}
+		})
+	}
+}
+
+// TestMarkdownColumnHeaders checks each target's column is headed by its
+// name, OS and kernel release.
+func TestMarkdownColumnHeaders(t *testing.T) {
+	tests := []struct {
+		name string
+		env  *wire.Env
+		want string
+	}{
+		{"linux-5.10", &wire.Env{OS: "linux", KernelRelease: "5.10.0-32-cloud-amd64"}, "linux-5.10<br>linux 5.10.0-32-cloud-amd64"},
+		{"freebsd", &wire.Env{OS: "freebsd", KernelRelease: "14.1-RELEASE"}, "freebsd<br>freebsd 14.1-RELEASE"},
+		{"wine", &wire.Env{OS: "windows", KernelRelease: "6.1.7601", KernelVersion: "Wine 8.0 on Linux 6.1.0"}, "wine<br>windows 6.1.7601 (Wine)"},
+		{"never-started", nil, "never-started"},
+		{"a|b", &wire.Env{OS: "linux", KernelRelease: "6.1|x"}, `a\|b<br>linux 6.1\|x`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &rundir.Dir{
+				Run:     rundir.Run{ID: "r", Scenarios: []rundir.Scenario{{ID: "s/1"}}},
+				Targets: []rundir.Target{{Name: tc.name, Env: tc.env, Status: rundir.StatusComplete}},
+			}
+			md := string(report.Markdown(report.Compare(d)))
+			if want := "| scenario | answer claims | " + tc.want + " |\n"; !strings.Contains(md, want) {
+				t.Errorf("Markdown lacks the header %q:\n%s", want, md)
+			}
+		})
+	}
+}
+
+// TestHTMLChartsBySpread checks a chart is drawn for every scenario with a
+// spread step or counts, whatever its id, and for no other.
+func TestHTMLChartsBySpread(t *testing.T) {
+	counted := func(id string) rundir.Outcome {
+		o := outcome(id, wire.SpreadEven, "")
+		o.Steps = []wire.StepResult{{Text: "spread 300 A,B", Result: wire.SpreadEven, Counts: []int{150, 150}, Sent: 300}}
+		return o
+	}
+	spread := []string{"socket A SO_REUSEPORT", "bind A loop:P", "socket B SO_REUSEPORT", "bind B loop:P", "spread 300 A,B"}
+	d := &rundir.Dir{
+		Run: rundir.Run{ID: "r", Scenarios: []rundir.Scenario{
+			{ID: "reuseport/balance", Steps: spread},          // counted, outside distribution/
+			{ID: "reuseport/balance-failed", Steps: spread},   // a spread step, no counts
+			{ID: "distribution/bind-only", Steps: spread[:2]}, // in distribution/, no spread
+			{ID: "other/counted"},                             // counts, steps not recorded
+		}},
+		Targets: []rundir.Target{{Name: "x", Status: rundir.StatusComplete, Results: []rundir.Outcome{
+			counted("reuseport/balance"),
+			outcome("reuseport/balance-failed", wire.SetupFailed, ""),
+			outcome("distribution/bind-only", wire.OK, ""),
+			counted("other/counted"),
+		}}},
+	}
+	b, err := report.HTML(report.Compare(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]bool{"reuseport/balance": true, "reuseport/balance-failed": true, "distribution/bind-only": false, "other/counted": true} {
+		if got := strings.Contains(string(b), `<figure class="chart" id="chart-`+id+`">`); got != want {
+			t.Errorf("chart for %s: %v, want %v", id, got, want)
+		}
+	}
+	if !strings.Contains(string(b), "No counts: x: setup-failed.") {
+		t.Errorf("the chart of reuseport/balance-failed does not say why it has no counts")
+	}
+}
+
+// TestCellObserved checks how an outcome is shown beside a claim.
+func TestCellObserved(t *testing.T) {
+	tests := []struct {
+		name   string
+		result wire.Result
+		want   string
+	}{
+		{"an errno", wire.Result{Outcome: "EADDRINUSE"}, "EADDRINUSE"},
+		{"setup-failed names the step", wire.Result{Outcome: wire.SetupFailed, Reason: "step 2 (bind A addr1:P): EADDRNOTAVAIL",
+			Steps: []wire.StepResult{{Text: "socket A", Result: wire.OK}, {Text: "bind A addr1:P", Result: "EADDRNOTAVAIL"}}}, "setup-failed: bind A EADDRNOTAVAIL"},
+		{"setup-failed without steps", wire.Result{Outcome: wire.SetupFailed, Reason: "step 2 (bind A addr1:P): EADDRNOTAVAIL"}, "setup-failed: step 2 (bind A addr1:P): EADDRNOTAVAIL"},
+		{"setup-failed without steps or reason", wire.Result{Outcome: wire.SetupFailed}, "setup-failed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := report.Cell{Outcome: tc.result.Outcome, Result: &rundir.Outcome{Result: tc.result}}
+			if got := cl.Observed(); got != tc.want {
+				t.Errorf("Observed() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -30,7 +30,7 @@ var (
 // every scenario on every target (coloured by how each cell compares with
 // the answer and the baseline, grouped by section, filterable to the
 // disagreements), the trace behind each cell on a click, and a chart of
-// every load distribution scenario. The page embeds report.json, from which
+// every scenario with a spread step. The page embeds report.json, from which
 // its script builds the traces.
 func HTML(c *Comparison) ([]byte, error) {
 	doc := Document(c)
@@ -69,7 +69,7 @@ func HTML(c *Comparison) ([]byte, error) {
 		if s.Disagrees {
 			sec.Disagreeing++
 		}
-		if strings.HasPrefix(s.ID, "distribution/") {
+		if spreads(s) {
 			p.Charts = append(p.Charts, chartOf(s))
 		}
 	}
@@ -151,6 +151,9 @@ func pageCellOf(s, t int, cl DocCell, source string) pageCell {
 		pc.Mark = "✓"
 	case Differ:
 		pc.Mark = "✗"
+		if cl.Result != nil {
+			pc.Outcome = observed(cl.Result)
+		}
 		pc.Sub = source + ": " + cl.Claim
 		tip = append(tip, source+" claims "+cl.Claim)
 	case Missing:
@@ -279,6 +282,23 @@ func chartOf(s DocScenario) chart {
 	ch.Width = ch.Right + plotRight
 	ch.Height = ch.Base + labelsH
 	return ch
+}
+
+// spreads reports whether a scenario measures load distribution: it has a
+// spread step, or a target counted one. Its id says nothing: a spread
+// scenario may sit in any section.
+func spreads(s DocScenario) bool {
+	for _, st := range s.Steps {
+		if f := strings.Fields(st); len(f) > 0 && f[0] == wire.VerbSpread {
+			return true
+		}
+	}
+	for _, cl := range s.Cells {
+		if spreadStep(cl.Result) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // spreadStep is the last step of a result that counted a spread.

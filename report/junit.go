@@ -15,9 +15,13 @@ import (
 // Without a baseline a case is checked against the answer's claim:
 //
 //	match                       passed
-//	differ                      failure (observed X, the answer claims Y)
+//	differ                      failure (observed X, the answer claims Y); this includes
+//	                            setup-failed where the answer claims the last step's outcome
+//	                            (observed setup-failed: bind B EADDRINUSE, the answer claims ok)
 //	no claim                    skipped (nothing to check; the outcome is in the message)
-//	skipped, setup-failed       skipped (the claim could not be checked; the reason is in the message)
+//	skipped; setup-failed with  skipped (the claim could not be checked; the reason is in the message)
+//	no claim or unsupported
+//	claimed
 //	timeout, error              error   (the agent could not measure)
 //	no result                   error   (the target failed or never ran)
 //
@@ -154,7 +158,7 @@ func junitCase(c *Comparison, r Row, cl Cell) junitTestCase {
 		switch cl.State {
 		case Match:
 		case Differ:
-			tc.Failure = problem(fmt.Sprintf("observed %s, %s claims %s%s", cl.Outcome, c.Source, cl.Claim, claimKey(c, cl)), Differ)
+			tc.Failure = problem(fmt.Sprintf("observed %s, %s claims %s%s", cl.Observed(), c.Source, cl.Claim, claimKey(c, cl)), Differ)
 		case NoClaim:
 			tc.Skipped = problem(fmt.Sprintf("no claim: the %s says nothing for this OS; observed %s", c.Source, cl.Outcome), "")
 		case Missing:

@@ -33,7 +33,8 @@ func Markdown(c *Comparison) []byte {
 	}
 	fmt.Fprintf(&b, "Each cell is what the kernel did. Where the StackOverflow answer (\"the answer\") claims something else "+
 		"for that OS, the cell is marked **✗** with the claim beside it; ✓ marks agreement, and a bare outcome means the answer "+
-		"makes no claim for that OS.\n\n")
+		"makes no claim for that OS. `setup-failed` means the kernel refused a step before the last one (named beside it); "+
+		"where the answer makes a claim, that is a **✗** too, since the claim takes those steps to succeed.\n\n")
 
 	targetsTable(&b, c)
 	bsdTables(&b, c)
@@ -81,6 +82,21 @@ func envKernel(env *wire.Env) string {
 	return env.KernelRelease
 }
 
+// targetHeader heads a target's column: its name, and below it the OS and
+// kernel release it ran, so a column reads without the targets table. Under
+// Wine the release is the Windows version Wine imitates.
+func targetHeader(t rundir.Target) string {
+	if t.Env == nil {
+		return esc(t.Name)
+	}
+	osName := t.Env.OS
+	kernel := t.Env.KernelRelease
+	if strings.HasPrefix(t.Env.KernelVersion, "Wine ") {
+		kernel += " (Wine)"
+	}
+	return esc(t.Name) + "<br>" + esc(strings.TrimSpace(osName+" "+kernel))
+}
+
 func phases(ps []rundir.Phase) string {
 	var parts []string
 	for _, p := range ps {
@@ -115,7 +131,7 @@ func bsdTables(b *bytes.Buffer, c *Comparison) {
 			"addr1 and addr2 stand for the answer's 192.168.0.1 and 10.0.0.1.\n\n")
 		b.WriteString("| row | SO_REUSEADDR | socketA | socketB | answer (BSD) |")
 		for _, t := range c.Targets {
-			fmt.Fprintf(b, " %s |", t.Name)
+			fmt.Fprintf(b, " %s |", targetHeader(t))
 		}
 		b.WriteString("\n|---|---|---|---|---|")
 		for range c.Targets {
@@ -162,7 +178,7 @@ func disagreements(b *bytes.Buffer, c *Comparison) {
 		fmt.Fprintf(b, "- `%s`: %s  \n  source: %s  \n", d.Row.Scenario.ID, esc(d.Row.Scenario.Title), esc(d.Row.Scenario.Source))
 		var parts []string
 		for _, cl := range d.Targets {
-			parts = append(parts, fmt.Sprintf("%s observed `%s`, answer claims `%s`", cl.Target, cl.Outcome, cl.Claim))
+			parts = append(parts, fmt.Sprintf("%s observed %s, answer claims %s", cl.Target, code(esc(cl.Observed())), code(cl.Claim)))
 		}
 		fmt.Fprintf(b, "  %s\n", strings.Join(parts, "; "))
 	}
@@ -238,7 +254,7 @@ func allScenarios(b *bytes.Buffer, c *Comparison) {
 	for _, sec := range c.Sections() {
 		fmt.Fprintf(b, "### %s\n\n| scenario | answer claims |", sec)
 		for _, t := range c.Targets {
-			fmt.Fprintf(b, " %s |", t.Name)
+			fmt.Fprintf(b, " %s |", targetHeader(t))
 		}
 		b.WriteString("\n|---|---|")
 		for range c.Targets {
@@ -286,7 +302,7 @@ func answerText(cl Cell) string {
 	case Match:
 		return "✓ " + code(cl.Outcome)
 	case Differ:
-		return fmt.Sprintf("**✗ %s** (answer: %s)", code(cl.Outcome), code(cl.Claim))
+		return fmt.Sprintf("**✗ %s** (answer: %s)", code(esc(cl.Observed())), code(cl.Claim))
 	case Unmeasured:
 		if cl.Result != nil && cl.Result.Reason != "" {
 			return fmt.Sprintf("%s (%s)", code(cl.Outcome), esc(cl.Result.Reason))

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // compares it with testdata/run1.md. Only linux-6.1 there is modelled on a
 // real kernel: fake-linux-3.2 and fake-freebsd carry invented outcomes (see
 // testdata/run1/README) chosen to exercise every part of the report: match,
-// differ, no-claim, setup-failed with a reason, a missing result, a target
+// differ, no-claim, setup-failed against a claim, a missing result, a target
 // that never started, the BSD table and two Linux kernels that differ.
 func TestMarkdownGolden(t *testing.T) {
 	d, err := rundir.Read("testdata/run1")
@@ -46,18 +46,21 @@ func TestMarkdownGolden(t *testing.T) {
 	// the facts it must show.
 	for _, s := range []string{
 		"| never-started | ? | ? | ? | missing: no results file",
-		"| fake-freebsd | freebsd | 14.1-RELEASE | amd64 | failed: run: ssh connection lost | 2 | 1 | 0 | 3 | boot 30.0s, run 0.1s |",
+		"| fake-freebsd | freebsd | 14.1-RELEASE | amd64 | failed: run: ssh connection lost | 2 | 2 | 0 | 2 | boot 30.0s, run 0.1s |",
 		"| linux-6.1 | linux | 6.1.0-28-cloud-amd64 | amd64 | complete | 3 | 1 | 2 | 0 | image 1.2s, boot 2.5s, run 0.3s |",
 		"## The answer's BSD table, regenerated (bsd-table, TCP)",
 		"| 1 | OFF | addr1:P | addr1:P | `EADDRINUSE` | ✓ `EADDRINUSE` | ✓ `EADDRINUSE` | **✗ `ok`** (answer: `EADDRINUSE`) | — |",
 		"| 6 | ON | any:P | addr1:P | `ok` | **✗ `EADDRINUSE`** (answer: `ok`) |",
-		"`setup-failed` (step 2 (bind A addr1:P): EADDRNOTAVAIL)",
+		// A setup failure where the answer makes a claim contradicts it.
+		"| **✗ `setup-failed: bind A EADDRNOTAVAIL`** (answer: `EADDRINUSE`) | — |",
+		"fake-freebsd observed `setup-failed: bind A EADDRNOTAVAIL`, answer claims `EADDRINUSE`",
 		"`skipped` (needs root: no user \\| to switch to)",
-		"## Where kernels disagree with the answer (2 scenarios)",
+		"## Where kernels disagree with the answer (3 scenarios)",
 		"linux-6.1 observed `EADDRINUSE`, answer claims `ok`; fake-linux-3.2 observed `EADDRINUSE`, answer claims `ok`",
 		"## Where kernels of one family differ from each other (1 scenarios)",
 		"- `reuseport/exists/udp`: linux-6.1 `ok`, fake-linux-3.2 `unsupported`, fake-freebsd `ok`",
 		"UDP multicast: A with SO_REUSEADDR \\| B with SO_REUSEPORT",
+		"| scenario | answer claims | linux-6.1<br>linux 6.1.0-28-cloud-amd64 | fake-linux-3.2<br>linux 3.2.0-fake | fake-freebsd<br>freebsd 14.1-RELEASE | never-started |",
 	} {
 		if !bytes.Contains(got, []byte(s)) {
 			t.Errorf("report lacks %q", s)
@@ -114,8 +117,17 @@ func TestCompareStates(t *testing.T) {
 		{"differ", ptr(outcome("s", "ok", "EADDRINUSE")), report.Differ, "ok", "EADDRINUSE"},
 		{"unsupported where ok is claimed", ptr(outcome("s", wire.Unsupported, "ok")), report.Differ, "unsupported", "ok"},
 		{"no claim", ptr(outcome("s", "ok", "")), report.NoClaim, "ok", ""},
-		{"setup-failed", ptr(outcome("s", wire.SetupFailed, "ok")), report.Unmeasured, "setup-failed", "ok"},
+		// A claim takes the steps before the last to succeed: the kernel
+		// refusing one contradicts it, unless the claim says itself that
+		// the script stops early.
+		{"setup-failed where ok is claimed", ptr(outcome("s", wire.SetupFailed, "ok")), report.Differ, "setup-failed", "ok"},
+		{"setup-failed where an errno is claimed", ptr(outcome("s", wire.SetupFailed, "EADDRINUSE")), report.Differ, "setup-failed", "EADDRINUSE"},
+		{"setup-failed where a spread is claimed", ptr(outcome("s", wire.SetupFailed, wire.SpreadEven)), report.Differ, "setup-failed", "even"},
+		{"setup-failed as claimed", ptr(outcome("s", wire.SetupFailed, wire.SetupFailed)), report.Match, "setup-failed", "setup-failed"},
+		{"setup-failed where unsupported is claimed", ptr(outcome("s", wire.SetupFailed, wire.Unsupported)), report.Unmeasured, "setup-failed", "unsupported"},
+		{"setup-failed without a claim", ptr(outcome("s", wire.SetupFailed, "")), report.Unmeasured, "setup-failed", ""},
 		{"skipped", ptr(outcome("s", wire.Skipped, "ok")), report.Unmeasured, "skipped", "ok"},
+		{"skipped where setup-failed is claimed", ptr(outcome("s", wire.Skipped, wire.SetupFailed)), report.Unmeasured, "skipped", "setup-failed"},
 		{"timeout", ptr(outcome("s", wire.Timeout, "")), report.Unmeasured, "timeout", ""},
 		{"agent error", ptr(outcome("s", wire.Error, "ok")), report.Unmeasured, "error", "ok"},
 		{"missing", nil, report.Missing, "", ""},
@@ -189,7 +201,9 @@ func TestDisagreements(t *testing.T) {
 		}
 		got = append(got, dis{x.Row.Scenario.ID, ts})
 	}
-	want := []dis{{"a/one", []string{"y"}}, {"b/two", []string{"x", "y"}}, {"a/three", []string{"x"}}}
+	// y's setup failed in a/three, where the answer claims B's bind
+	// fails: a disagreement too.
+	want := []dis{{"a/one", []string{"y"}}, {"b/two", []string{"x", "y"}}, {"a/three", []string{"x", "y"}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Disagreements = %+v, want %+v", got, want)
 	}
@@ -206,7 +220,7 @@ func TestDisagreements(t *testing.T) {
 	if got, want := c.Sections(), []string{"a", "b", "c"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Sections = %v, want %v", got, want)
 	}
-	if got, want := c.Counts(1), map[string]int{report.Match: 0, report.Differ: 2, report.Unmeasured: 1, report.Missing: 1}; got[report.Differ] != want[report.Differ] || got[report.Unmeasured] != 1 || got[report.Missing] != 1 || got[report.Match] != 0 {
+	if got, want := c.Counts(1), map[string]int{report.Differ: 3, report.Missing: 1}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Counts(1) = %v, want %v", got, want)
 	}
 }
