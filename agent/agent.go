@@ -20,7 +20,7 @@ import (
 
 // Version identifies the agent's behaviour in results; bump it when a
 // change could alter what a scenario reports.
-const Version = "1"
+const Version = "2"
 
 // Emit receives the agent's output lines in order.
 type Emit func(wire.Line) error

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"lab/scenario"
 	"lab/wire"
@@ -178,14 +180,87 @@ func TestOutcomeOfFailedSetup(t *testing.T) {
 
 func TestDeadlineTurnsIntoTimeout(t *testing.T) {
 	// timewait always takes over 10 ms (it waits for the final ACK), so a
-	// 1 ms deadline must end the scenario with outcome timeout.
-	sc := wire.Scenario{ID: "slow", Proto: "tcp", Timeout: 1, Steps: []wire.Step{
-		{Text: "timewait loop:P", Verb: "timewait", Addr: "loop", Port: "P"},
+	// 5 ms deadline must end the scenario with outcome timeout, and the
+	// sockets after it must never be opened: opened after the scenario was
+	// closed, nothing would close them.
+	var scs []wire.Scenario
+	for i := range 5 {
+		scs = append(scs, wire.Scenario{ID: fmt.Sprintf("slow%d", i), Proto: "tcp", Timeout: 5, Steps: []wire.Step{
+			{Text: "timewait loop:P", Verb: "timewait", Addr: "loop", Port: "P"},
+			{Text: "socket B", Verb: "socket", Sock: "B"},
+			{Text: "socket C", Verb: "socket", Sock: "C"},
+		}})
+	}
+	countFDs := runtime.GOOS == "linux" // /proc/self/fd
+	before := 0
+	if countFDs {
+		before = openFDs(t)
+	}
+	_, res := runInProcess(t, scs)
+	for _, sc := range scs {
+		r := res[sc.ID]
+		if r.Outcome != wire.Timeout {
+			t.Errorf("%s: outcome %q (%s), want timeout", sc.ID, r.Outcome, r.Reason)
+		}
+		// The result is made once the steps have stopped, and none starts
+		// after the deadline: exactly the timewait ran.
+		if len(r.Steps) != 1 {
+			t.Errorf("%s: %d steps recorded, want 1 (timewait): %+v", sc.ID, len(r.Steps), r.Steps)
+		}
+	}
+	if !countFDs {
+		return
+	}
+	// Steps left running by a timed-out scenario would open their sockets
+	// a few milliseconds later: give them the time to, so a leak shows.
+	time.Sleep(100 * time.Millisecond)
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open before %d timed-out scenarios, %d after", before, len(scs), after)
+	}
+}
+
+// TestTraceReturnValues checks each step's ret is what the call returned:
+// a descriptor for socket and accept, 0 or -1 for the others, and that a
+// timewait step lists the calls on its own sockets.
+func TestTraceReturnValues(t *testing.T) {
+	sc := wire.Scenario{ID: "x", Proto: "tcp", Timeout: 1000, Steps: []wire.Step{
+		{Text: "timewait loop:Q SO_REUSEADDR", Verb: "timewait", Addr: "loop", Port: "Q", Options: []wire.Option{{Name: "SO_REUSEADDR", Value: 1}}},
+		{Text: "socket A", Verb: "socket", Sock: "A"},
+		{Text: "bind A loop:P", Verb: "bind", Sock: "A", Addr: "loop", Port: "P"},
+		{Text: "listen A", Verb: "listen", Sock: "A"},
 		{Text: "socket B", Verb: "socket", Sock: "B"},
+		{Text: "connect B loop:P", Verb: "connect", Sock: "B", Addr: "loop", Port: "P"},
+		{Text: "accept A C", Verb: "accept", Sock: "A", NewName: "C"},
+		{Text: "bind C loop:P", Verb: "bind", Sock: "C", Addr: "loop", Port: "P"},
 	}}
 	_, res := runInProcess(t, []wire.Scenario{sc})
-	if r := res["slow"]; r.Outcome != wire.Timeout {
-		t.Errorf("outcome %q (%s), want timeout", r.Outcome, r.Reason)
+	r := res["x"]
+	if len(r.Steps) != len(sc.Steps) {
+		t.Fatalf("%d steps recorded, want %d: %s (%s)", len(r.Steps), len(sc.Steps), r.Outcome, r.Reason)
+	}
+	ret := func(i int) int {
+		if r.Steps[i].Ret == nil {
+			t.Fatalf("step %d (%s) has no ret", i+1, r.Steps[i].Text)
+		}
+		return *r.Steps[i].Ret
+	}
+	a, b, c := ret(1), ret(4), ret(6)
+	if a <= 0 || b <= 0 || c <= 0 || a == b || b == c || a == c {
+		t.Errorf("socket A, socket B, accept returned %d, %d, %d; want three distinct descriptors", a, b, c)
+	}
+	for _, i := range []int{2, 3, 5} {
+		if got := ret(i); got != 0 {
+			t.Errorf("step %d (%s) returned %d, want 0", i+1, r.Steps[i].Text, got)
+		}
+	}
+	if got := ret(7); r.Steps[7].Result == wire.OK || got != -1 {
+		t.Errorf("step 8 (bind C) returned %d with result %s, want -1 and an errno", got, r.Steps[7].Result)
+	}
+	tw := r.Steps[0].Call
+	for _, want := range []string{"socket(inet, tcp) = ", "setsockopt(", "SO_REUSEADDR=1) = 0", "listen(", "connect(", "accept(", "close("} {
+		if !strings.Contains(tw, want) {
+			t.Errorf("timewait's call %q lacks %q", tw, want)
+		}
 	}
 }
 
@@ -235,6 +310,10 @@ func TestAgentBinaryOtherUser(t *testing.T) {
 		if got := res[id].Outcome; got != w {
 			t.Errorf("%s: %s (%s), want %s", id, got, res[id].Reason, w)
 		}
+	}
+	// socket B ran in the helper: its ret is the helper's descriptor.
+	if st := res["linux/reuseport-other-user/udp"].Steps; len(st) < 3 || st[2].Ret == nil || *st[2].Ret <= 0 {
+		t.Errorf("socket B as the other user: want the helper's descriptor as ret, steps %+v", st)
 	}
 }
 

@@ -37,6 +37,7 @@ type helperReply struct {
 	Errno int    `json:"errno,omitempty"`
 	Local string `json:"local,omitempty"`
 	IP6   bool   `json:"ip6,omitempty"`
+	FD    int    `json:"fd,omitempty"` // the socket's descriptor in the helper
 	N     int    `json:"n,omitempty"`
 }
 
@@ -169,6 +170,13 @@ func (h *helper) isIP6(name string) bool {
 	rep, _ := h.call(helperRequest{Op: "local", Name: name})
 	return rep.IP6
 }
+func (h *helper) fd(name string) int {
+	rep, err := h.call(helperRequest{Op: "local", Name: name})
+	if err != nil {
+		return -1
+	}
+	return rep.FD
+}
 func (h *helper) drain(name string) int {
 	rep, _ := h.call(helperRequest{Op: "drain", Name: name})
 	return rep.N
@@ -219,7 +227,7 @@ func serve(t *table, req helperRequest) helperReply {
 	case "close":
 		err = t.close(req.Name)
 	case "local":
-		return helperReply{Local: t.localAddr(req.Name), IP6: t.isIP6(req.Name)}
+		return helperReply{Local: t.localAddr(req.Name), IP6: t.isIP6(req.Name), FD: t.fd(req.Name)}
 	case "drain":
 		return helperReply{N: t.drain(req.Name)}
 	case "closeall":

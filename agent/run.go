@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"lab/wire"
@@ -14,6 +15,12 @@ import (
 // acceptWait bounds how long an accept step waits for a pending connection:
 // on loopback a connection that was made is queued within microseconds.
 const acceptWait = 500 * time.Millisecond
+
+// stragglerWait bounds how long a timed-out scenario waits for its steps to
+// stop. Every wait in a step ends at the scenario's deadline, so they stop
+// within milliseconds of it; this is only a guard against a call that
+// blocks regardless, so that it cannot hang the agent.
+const stragglerWait = time.Second
 
 // scenarioRun is the state of one scenario: its sockets, where each lives,
 // and its concrete ports.
@@ -27,9 +34,10 @@ type scenarioRun struct {
 	deadline time.Time
 }
 
-// runScenario runs one scenario under its deadline. The steps run on their
-// own goroutine so a call that blocks turns into outcome "timeout" instead of
-// a hung agent; every socket the scenario opened is closed either way.
+// runScenario runs one scenario under its deadline; a scenario that outlives
+// it has outcome "timeout". Every socket the scenario opened is closed once
+// its steps have stopped. The steps run on their own goroutine so that a call
+// blocking despite the deadline cannot hang the agent.
 func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string, other sockets, otherNote string) *wire.Result {
 	start := time.Now()
 	timeout := sc.Timeout.Duration()
@@ -63,23 +71,36 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 		}
 	}
 
-	done := make(chan []wire.StepResult, 1)
-	go func() { done <- r.steps(ctx) }()
 	ctx, cancel := context.WithDeadline(ctx, r.deadline)
 	defer cancel()
+	done := make(chan []wire.StepResult, 1)
+	go func() { done <- r.steps(ctx) }()
+	timedOut, abandoned := false, false
 	select {
-	case steps := <-done:
-		res.Steps = steps
-		res.Outcome, res.Reason = outcome(sc, steps)
+	case res.Steps = <-done:
 		// Waits inside the steps end at the deadline, so a scenario that
 		// finished after it was cut short: its outcome cannot be trusted.
-		if time.Now().After(r.deadline) {
-			res.Outcome = wire.Timeout
-			res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)
-		}
+		timedOut = time.Now().After(r.deadline)
 	case <-ctx.Done():
+		timedOut = true
+		// The steps stop at the deadline, a call in progress soon after it.
+		// Closing the sockets before they have stopped would let a late step
+		// open one that nothing closes, or use a descriptor number reused
+		// since; only a call that ignores its deadline is given up on.
+		select {
+		case res.Steps = <-done:
+		case <-time.After(stragglerWait):
+			abandoned = true
+		}
+	}
+	if timedOut {
 		res.Outcome = wire.Timeout
 		res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)
+		if abandoned {
+			res.Reason += "; a call that ignored the deadline was left running"
+		}
+	} else {
+		res.Outcome, res.Reason = outcome(sc, res.Steps)
 	}
 	r.closeAll()
 	res.Micros = time.Since(start).Microseconds()
@@ -106,7 +127,9 @@ func outcome(sc wire.Scenario, steps []wire.StepResult) (string, string) {
 func (r *scenarioRun) steps(ctx context.Context) []wire.StepResult {
 	var out []wire.StepResult
 	for _, st := range r.sc.Steps {
-		if ctx.Err() != nil {
+		// ctx ends at the deadline, but its timer may fire late: no step may
+		// start after the deadline.
+		if ctx.Err() != nil || time.Now().After(r.deadline) {
 			break
 		}
 		t := time.Now()
@@ -198,9 +221,16 @@ func (r *scenarioRun) describe(st wire.Step, sr *wire.StepResult) {
 		}
 		sr.Options = append(sr.Options, wire.SetOption{Level: level, Name: o.Name, Value: o.Value})
 	}
+	// socket and accept return the new descriptor; a socket step's ret is
+	// socket()'s, its setsockopts are listed above.
 	ret := 0
-	if sr.Result != wire.OK {
+	switch {
+	case sr.Result != wire.OK:
 		ret = -1
+	case st.Verb == wire.VerbSocket:
+		ret = s.fd(st.Sock)
+	case st.Verb == wire.VerbAccept:
+		ret = s.fd(st.NewName)
 	}
 	sr.Ret = &ret
 }
@@ -279,7 +309,11 @@ func (r *scenarioRun) endpoint(addr, port string, ip6 bool) (netip.AddrPort, err
 // given options is bound there, accepts one connection, and the accepted side
 // closes first, so it is the one that waits.
 func (r *scenarioRun) timewait(st wire.Step) wire.StepResult {
+	// The step's sockets are its own, not the scenario's, so no step's ret
+	// or address shows them: its call lists every call made on them.
+	var calls []string
 	t := newTable()
+	t.calls = &calls
 	defer t.closeAll()
 	ap, err := r.endpoint(st.Addr, st.Port, false)
 	if err != nil {
@@ -289,56 +323,57 @@ func (r *scenarioRun) timewait(st wire.Step) wire.StepResult {
 	if ap.Addr().IsUnspecified() {
 		dst = netip.AddrPortFrom(netip.MustParseAddr(r.addrs["loop"]), ap.Port())
 	}
-	call := fmt.Sprintf("timewait(%s)", ap)
-	fail := func(what string, err error) wire.StepResult {
-		sr := result(call+": "+what, err)
+	call := func() string { return fmt.Sprintf("timewait(%s): %s", ap, strings.Join(calls, "; ")) }
+	// The failed call is the last listed.
+	fail := func(err error) wire.StepResult {
+		sr := result(call(), err)
 		if sr.Result == wire.OK {
 			sr.Result = wire.Error
 		}
 		return sr
 	}
 	if err := t.open("L", false, "tcp"); err != nil {
-		return fail("socket", err)
+		return fail(err)
 	}
 	for _, o := range st.Options {
 		if err := t.setopt("L", o); err != nil {
-			return fail(optCall(o), err)
+			return fail(err)
 		}
 	}
 	if err := t.bind("L", ap); err != nil {
-		return fail("bind", err)
+		return fail(err)
 	}
 	if err := t.listen("L"); err != nil {
-		return fail("listen", err)
+		return fail(err)
 	}
 	if err := t.open("C", false, "tcp"); err != nil {
-		return fail("client socket", err)
+		return fail(err)
 	}
 	if err := t.connect("C", dst, r.deadline); err != nil {
-		return fail("connect", err)
+		return fail(err)
 	}
 	if err := t.accept("L", "S", minTime(time.Now().Add(acceptWait), r.deadline)); err != nil {
-		return fail("accept", err)
+		return fail(err)
 	}
 	if err := t.close("L"); err != nil {
-		return fail("close listener", err)
+		return fail(err)
 	}
 	// The accepted side closes first (active close) and so enters TIME_WAIT
 	// once the client's FIN arrives; the client waits for the server's FIN
 	// before closing so it never resets the connection.
 	if err := t.close("S"); err != nil {
-		return fail("close accepted", err)
+		return fail(err)
 	}
 	if err := t.waitEOF("C", r.deadline); err != nil {
-		return fail("client waiting for FIN", err)
+		return fail(err)
 	}
 	if err := t.close("C"); err != nil {
-		return fail("close client", err)
+		return fail(err)
 	}
 	// The server's ACK of the client's FIN, which moves it to TIME_WAIT, is
 	// processed asynchronously even on loopback.
 	time.Sleep(10 * time.Millisecond)
-	return wire.StepResult{Call: call, Result: wire.OK}
+	return wire.StepResult{Call: call(), Result: wire.OK}
 }
 
 // spread sends N datagrams (udp) or makes N connections (tcp), each from a
@@ -435,7 +470,7 @@ func spreadOutcome(counts []int) string {
 }
 
 func (r *scenarioRun) closeAll() {
-	r.local.closeAll()
+	r.local.shut()
 	if r.other != nil {
 		r.other.closeAll()
 	}

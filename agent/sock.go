@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +24,9 @@ type sockets interface {
 	// localAddr is the socket's bound address, "" when it has none.
 	localAddr(name string) string
 	isIP6(name string) bool
+	// fd is the socket's descriptor (handle on Windows) in the process that
+	// holds it, -1 when there is no such socket.
+	fd(name string) int
 	// drain takes everything waiting on the socket without blocking (pending
 	// datagrams, or connections, which it closes) and says how many.
 	drain(name string) int
@@ -47,13 +52,19 @@ type sock struct {
 // table holds this process's sockets by name. The mutex lets a scenario that
 // timed out be closed while its goroutine may still be in a call.
 type table struct {
-	mu    sync.Mutex
-	socks map[string]*sock
+	mu     sync.Mutex
+	socks  map[string]*sock
+	closed bool // by shut
+	// calls, when not nil, collects every call made with what it returned,
+	// for a step (timewait) whose own sockets are hidden from the trace.
+	calls *[]string
 }
 
 func newTable() *table { return &table{socks: map[string]*sock{}} }
 
 var errNoSocket = &callError{Name: "EBADF", Errno: -1}
+
+var errShut = errors.New("the scenario's sockets were closed after its deadline")
 
 func (t *table) get(name string) (*sock, error) {
 	t.mu.Lock()
@@ -65,19 +76,43 @@ func (t *table) get(name string) (*sock, error) {
 	return s, nil
 }
 
-func (t *table) put(name string, s *sock) {
+// put adds a socket, or closes it when the table was shut: nothing would
+// close it later.
+func (t *table) put(name string, s *sock) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		sysClose(s.fd)
+		return errShut
+	}
 	t.socks[name] = s
+	return nil
+}
+
+// record adds a call to t.calls, if t collects them, strace-style: what it
+// returned, and on failure the errno's name.
+func (t *table) record(ret int, err error, format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.calls == nil {
+		return
+	}
+	c := fmt.Sprintf(format, args...)
+	if err != nil {
+		c += " = -1 " + result("", err).Result
+	} else {
+		c += " = " + strconv.Itoa(ret)
+	}
+	*t.calls = append(*t.calls, c)
 }
 
 func (t *table) open(name string, ip6 bool, proto string) error {
 	fd, err := sysSocket(ip6, proto)
+	t.record(int(fd), err, "socket(%s, %s)", familyName(ip6), proto)
 	if err != nil {
 		return err
 	}
-	t.put(name, &sock{fd: fd, ip6: ip6, proto: proto})
-	return nil
+	return t.put(name, &sock{fd: fd, ip6: ip6, proto: proto})
 }
 
 func (t *table) setopt(name string, o wire.Option) error {
@@ -85,7 +120,9 @@ func (t *table) setopt(name string, o wire.Option) error {
 	if err != nil {
 		return err
 	}
-	return sysSetopt(s.fd, s.ip6, o)
+	err = sysSetopt(s.fd, s.ip6, o)
+	t.record(0, err, "setsockopt(%d, %s=%d)", s.fd, o.Name, o.Value)
+	return err
 }
 
 func (t *table) bind(name string, ap netip.AddrPort) error {
@@ -93,7 +130,9 @@ func (t *table) bind(name string, ap netip.AddrPort) error {
 	if err != nil {
 		return err
 	}
-	return sysBind(s.fd, s.ip6, ap)
+	err = sysBind(s.fd, s.ip6, ap)
+	t.record(0, err, "bind(%d, %s)", s.fd, ap)
+	return err
 }
 
 func (t *table) listen(name string) error {
@@ -101,7 +140,9 @@ func (t *table) listen(name string) error {
 	if err != nil {
 		return err
 	}
-	return sysListen(s.fd)
+	err = sysListen(s.fd)
+	t.record(0, err, "listen(%d)", s.fd)
+	return err
 }
 
 func (t *table) connect(name string, ap netip.AddrPort, deadline time.Time) error {
@@ -109,7 +150,9 @@ func (t *table) connect(name string, ap netip.AddrPort, deadline time.Time) erro
 	if err != nil {
 		return err
 	}
-	return sysConnect(s.fd, s.ip6, ap, deadline)
+	err = sysConnect(s.fd, s.ip6, ap, deadline)
+	t.record(0, err, "connect(%d, %s)", s.fd, ap)
+	return err
 }
 
 func (t *table) accept(name, newName string, deadline time.Time) error {
@@ -118,11 +161,11 @@ func (t *table) accept(name, newName string, deadline time.Time) error {
 		return err
 	}
 	fd, err := sysAccept(s.fd, deadline)
+	t.record(int(fd), err, "accept(%d)", s.fd)
 	if err != nil {
 		return err
 	}
-	t.put(newName, &sock{fd: fd, ip6: s.ip6, proto: s.proto})
-	return nil
+	return t.put(newName, &sock{fd: fd, ip6: s.ip6, proto: s.proto})
 }
 
 func (t *table) close(name string) error {
@@ -133,7 +176,9 @@ func (t *table) close(name string) error {
 	if !ok {
 		return errNoSocket
 	}
-	return sysClose(s.fd)
+	err := sysClose(s.fd)
+	t.record(0, err, "close(%d)", s.fd)
+	return err
 }
 
 func (t *table) localAddr(name string) string {
@@ -151,6 +196,14 @@ func (t *table) localAddr(name string) string {
 func (t *table) isIP6(name string) bool {
 	s, err := t.get(name)
 	return err == nil && s.ip6
+}
+
+func (t *table) fd(name string) int {
+	s, err := t.get(name)
+	if err != nil {
+		return -1
+	}
+	return int(s.fd)
 }
 
 func (t *table) drain(name string) int {
@@ -174,7 +227,9 @@ func (t *table) waitEOF(name string, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	return sysWaitEOF(s.fd, deadline)
+	err = sysWaitEOF(s.fd, deadline)
+	t.record(0, err, "read(%d)", s.fd) // the read that saw the FIN returns 0
+	return err
 }
 
 func (t *table) closeAll() {
@@ -185,6 +240,16 @@ func (t *table) closeAll() {
 	for _, s := range socks {
 		sysClose(s.fd)
 	}
+}
+
+// shut is closeAll for good: the table refuses new sockets from then on, so
+// a step of a timed-out scenario still in a call cannot open one that nothing
+// would close.
+func (t *table) shut() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.closeAll()
 }
 
 // count reports how many sockets are open, for tests that check nothing

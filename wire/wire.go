@@ -135,7 +135,8 @@ type StepResult struct {
 	// The call's arguments as the OS saw them, for traces and reproducers
 	// (absent from older agents): the socket's family ("inet", "inet6"),
 	// the concrete address and port of a bind or connect, the options set
-	// with their level, and what the call returned (0 or -1).
+	// with their level, and what the call returned (socket and accept: the new
+	// descriptor, or SOCKET handle on Windows; other calls 0; -1 on failure).
 	Family  string      `json:"family,omitempty"`
 	Addr    string      `json:"addr,omitempty"`
 	Port    int         `json:"port,omitempty"`
