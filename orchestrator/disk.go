@@ -39,12 +39,24 @@ func startDisk(ctx context.Context, t *Target, env StartEnv) (Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing host key: %w", err)
 	}
-	seed := filepath.Join(env.RunDir, t.Name+".seed.img")
+	// The seed carries the host's private key, so it lives beside that key in
+	// the cache's private key directory, never in the run directory (which is
+	// published), and only while QEMU opens it: QEMU holds the file open from
+	// its start, so it is removed as soon as boot returns.
+	seedDir, err := os.MkdirTemp(keyDir, "seed-")
+	if err != nil {
+		return nil, fmt.Errorf("creating NoCloud seed directory: %w", err)
+	}
+	defer os.RemoveAll(seedDir)
+	seed := filepath.Join(seedDir, "seed.img")
 	if err := qemu.MakeNoCloudSeed(seed, userData(t.User, clientPub, hostPub, hostPriv), metaData(t.Name), ""); err != nil {
 		return nil, fmt.Errorf("writing NoCloud seed: %w", err)
 	}
 	if t.BootTimeout == 0 {
 		t.BootTimeout = Duration(180e9) // a full init and cloud-init under TCG
+	}
+	if t.MemoryMB == 0 {
+		t.MemoryMB = 1024 // a full distribution with cloud-init; the microVMs' 256 MiB is too little
 	}
 	m, err := boot(ctx, t, env, qemu.Config{Arch: t.Arch, Disk: ExpandHome(t.Disk), Seed: seed}, t.User, signer, ssh.FixedHostKey(hostKey))
 	if err != nil {

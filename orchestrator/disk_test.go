@@ -57,6 +57,7 @@ func TestDiskImage(t *testing.T) {
 		// Both what this run started and anything else still holding the
 		// image: the run's teardown must have stopped its QEMU.
 		noQEMULeft(t, sum.Dir)
+		noPrivateKeys(t, sum.Dir)
 		if left := qemuProcs(disk); len(left) > 0 {
 			t.Errorf("QEMU processes with the disk image still run: %v", left)
 		}

@@ -3,11 +3,11 @@
 package orchestrator_test
 
 import (
-	"fmt"
-
+	"bytes"
 	"context"
 	"errors"
-	"golang.org/x/crypto/ssh"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/ssh"
 
 	"lab/image"
 	"lab/orchestrator"
@@ -83,6 +84,26 @@ func qemuProcs(s string) []string {
 	return out
 }
 
+// noPrivateKeys fails the test if any file in a run directory holds a
+// private key: run directories are published (CI artifacts, results/).
+func noPrivateKeys(t *testing.T, runDir string) {
+	t.Helper()
+	filepath.WalkDir(runDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("reading %s: %v", path, err)
+			return nil
+		}
+		if bytes.Contains(b, []byte("PRIVATE KEY")) {
+			t.Errorf("%s holds a private key", path)
+		}
+		return nil
+	})
+}
+
 // noQEMULeft fails the test if a QEMU of this run outlived it.
 func noQEMULeft(t *testing.T, runDir string) {
 	t.Helper()
@@ -114,6 +135,7 @@ func TestThreeKernels(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer noQEMULeft(t, sum.Dir)
+	defer noPrivateKeys(t, sum.Dir)
 	d, err := rundir.Read(sum.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +168,7 @@ func TestThreeKernels(t *testing.T) {
 				for _, p := range tr.Phases {
 					names = append(names, p.Name)
 				}
-				if got := strings.Join(names, ","); got != "image,boot,connect,upload,run,teardown" {
+				if got := strings.Join(names, ","); got != "image,boot,connect,build,upload,run,teardown" {
 					t.Errorf("phases %s", got)
 				}
 			}

@@ -344,3 +344,32 @@ func RunProgram(ctx context.Context, m Machine, local string) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// Keeping is the provider lab run puts in front of the qemu provider: a
+// microVM whose kept guest is alive is reused, not booted again; with Keep
+// (lab run --keep) a microVM that must boot is booted detached and recorded
+// as kept, and the run only disconnects from it (lab down stops it). Other
+// targets go to Inner unchanged.
+type Keeping struct {
+	Inner Provider
+	Keep  bool
+}
+
+// Check is the inner provider's.
+func (k Keeping) Check(t *Target) error { return k.Inner.Check(t) }
+
+// Start reaches t's kept guest, boots one to keep, or starts t as Inner does.
+func (k Keeping) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error) {
+	if !keepable(t) {
+		return k.Inner.Start(ctx, t, env)
+	}
+	h := &Hold{Inner: k.Inner, Keep: k.Keep}
+	m, err := h.startKept(ctx, t, env)
+	if err != nil {
+		return nil, err
+	}
+	if kept := h.Kept(); kept != nil {
+		env.Log.Info("guest kept running", "pid", kept.PID, "ssh", kept.SSHAddr, "stop with", "lab down "+t.Name)
+	}
+	return m, nil
+}

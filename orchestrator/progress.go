@@ -13,7 +13,7 @@ import (
 // TargetState is what a progress view shows of one target.
 type TargetState struct {
 	Name        string
-	Phase       string // image, boot, connect, upload, run, teardown; "" between
+	Phase       string // image, boot, connect, build (the agent), upload, run, teardown; "" between
 	Done, Total int
 	Status      string
 	Error       string
@@ -63,7 +63,9 @@ func (p *LogProgress) Update(s TargetState) {
 	p.Log.Info("target", "name", s.Name, "state", s.String())
 }
 
-// TermProgress redraws one line per target on a terminal.
+// TermProgress redraws one line per target on a terminal. Log lines written
+// to it (it is an io.Writer, for hclog's Output) appear above the view, which
+// is redrawn below them, so logs and the view do not garble each other.
 type TermProgress struct {
 	W      io.Writer
 	mu     sync.Mutex
@@ -79,18 +81,47 @@ func (p *TermProgress) Update(s TargetState) {
 		p.states = map[string]TargetState{}
 	}
 	p.states[s.Name] = s
+	var b strings.Builder
+	p.erase(&b)
+	p.draw(&b)
+	io.WriteString(p.W, b.String())
+}
+
+// Write prints a log line above the view.
+func (p *TermProgress) Write(line []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	p.erase(&b)
+	b.Write(line)
+	if len(line) > 0 && line[len(line)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	p.draw(&b)
+	if _, err := io.WriteString(p.W, b.String()); err != nil {
+		return 0, err
+	}
+	return len(line), nil
+}
+
+// erase moves back to the view's first line and clears to the end of the
+// screen.
+func (p *TermProgress) erase(b *strings.Builder) {
+	if p.lines > 0 {
+		fmt.Fprintf(b, "\x1b[%dA\x1b[J", p.lines)
+	}
+	p.lines = 0
+}
+
+// draw writes the view, one line per target in name order.
+func (p *TermProgress) draw(b *strings.Builder) {
 	names := make([]string, 0, len(p.states))
 	for n := range p.states {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
-	if p.lines > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", p.lines) // back to the view's first line
-	}
 	for _, n := range names {
-		fmt.Fprintf(&b, "\x1b[2K  %-14s %s\n", n, p.states[n])
+		fmt.Fprintf(b, "\x1b[2K  %-14s %s\n", n, p.states[n])
 	}
 	p.lines = len(names)
-	io.WriteString(p.W, b.String())
 }

@@ -253,6 +253,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 		}
 	}()
 
+	tr.startPhase("build")
 	agentBin, err := tr.opts.agent(ctx, tr.t)
 	if err != nil {
 		return fmt.Errorf("target %s, building agent: %w", tr.t.Name, err)

@@ -27,8 +27,11 @@ type sshMachine struct {
 	// lab does not own.
 	stop   func(context.Context) error
 	exited <-chan struct{} // closed when the VM dies; nil for hosts
-	once   sync.Once
-	err    error
+	// cleanup removes the uploaded agent where the run command cannot
+	// (Windows); run before disconnecting.
+	cleanup string
+	once    sync.Once
+	err     error
 }
 
 // Upload copies the agent to the target's temporary directory under a
@@ -51,15 +54,24 @@ func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
 	if err := m.client.Upload(ctx, f, dst, 0o755); err != nil {
 		return "", err
 	}
+	if m.goos == "windows" {
+		m.cleanup = "del " + windowsPath(dst)
+	}
 	return agentCommand(m.goos, dst, m.sudo), nil
 }
 
-// agentCommand is the shell command that runs the uploaded agent and
-// removes it afterwards, quoted for the target's shell.
+// agentCommand is the shell command that runs the uploaded agent, quoted
+// for the target's shell; on Unix it also removes the agent afterwards.
+//
+// OpenSSH for Windows runs commands with cmd.exe or, where an administrator
+// chose so, PowerShell, whose quoting rules differ. The agent's Windows
+// path has no spaces or special characters (lab names it), so the bare path
+// runs the agent in either shell, and the exit status is the agent's own;
+// the file is removed by a second command, "del PATH", which both shells
+// also understand (in PowerShell del is Remove-Item).
 func agentCommand(goos, dst string, sudo bool) string {
 	if goos == "windows" {
-		win := strings.ReplaceAll(strings.TrimPrefix(dst, "/"), "/", `\`)
-		return fmt.Sprintf(`cmd /c ""%s" & del "%s""`, win, win)
+		return windowsPath(dst)
 	}
 	q := shellQuote(dst)
 	run := q
@@ -67,6 +79,12 @@ func agentCommand(goos, dst string, sudo bool) string {
 		run = "sudo -n " + q
 	}
 	return fmt.Sprintf("%s; s=$?; rm -f %s; exit $s", run, q)
+}
+
+// windowsPath turns the SFTP form of a Windows path (/C:/Windows/Temp/x)
+// into the shells' form (C:\Windows\Temp\x).
+func windowsPath(sftpPath string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(sftpPath, "/"), "/", `\`)
 }
 
 // shellQuote quotes s for a POSIX shell.
@@ -111,6 +129,13 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 // Close disconnects and stops the VM, once.
 func (m *sshMachine) Close(ctx context.Context) error {
 	m.once.Do(func() {
+		if m.cleanup != "" {
+			// Best effort: a host that is gone keeps a stray file in its
+			// temporary directory, which is all this could fix.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			m.client.Run(cctx, m.cleanup, nil, nil, nil)
+			cancel()
+		}
 		m.client.Close()
 		if m.stop != nil {
 			m.err = m.stop(ctx)

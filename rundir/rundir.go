@@ -60,7 +60,7 @@ type Target struct {
 
 // Phase is one step of a target's life and how long it took.
 type Phase struct {
-	Name   string `json:"name"` // image, boot, connect, upload, run, teardown
+	Name   string `json:"name"` // image, boot, connect, build (the agent), upload, run, teardown
 	Millis int64  `json:"ms"`
 	Error  string `json:"error,omitempty"`
 }

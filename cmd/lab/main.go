@@ -2,13 +2,17 @@
 // SO_REUSEADDR, SO_REUSEPORT and friends on real kernels, and regenerates the
 // StackOverflow answer's table from observation.
 //
-//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR] [--shard I/N] [--baseline DIR]
+//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR] [--shard I/N] [--baseline DIR] [--keep]
 //	lab targets               list targets and whether this host can run them
 //	lab validate [FILE]       check a scenarios file
 //	lab report RUN_DIR        render a run's reports again (Markdown, HTML, JSON, JUnit)
 //	lab diff RUN_A RUN_B      list behaviour that changed between two runs
 //	lab merge DIR... --out D  join the shards of a run (lab run --shard i/n)
 //	lab image build [NAME...] build the Linux microVM guests
+//	lab repro --target T --scenario ID [--emit c|go] [--keep]
+//	                          one scenario on one target, fully traced
+//	lab shell T               a shell on a target kept running by --keep
+//	lab down [T...]           stop targets kept running by --keep
 package main
 
 import (
@@ -55,6 +59,9 @@ commands:
   diff       list behaviour that changed between two runs
   merge      join the run directories of shards into one
   image      build guest images (lab image build [NAME...])
+  repro      run one scenario on one target with a full trace (--emit c|go)
+  shell      open a shell on a target kept running by --keep
+  down       stop targets kept running by --keep
 
 Run "lab <command> -h" for a command's flags.
 `
@@ -68,6 +75,11 @@ func run(ctx context.Context, args []string) int {
 		"run": cmdRun, "targets": cmdTargets, "validate": cmdValidate, "report": cmdReport, "image": cmdImage,
 		"diff": cmdDiff, "merge": cmdMerge,
 		"repro": cmdRepro, "shell": cmdShell, "down": cmdDown,
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+		return exitOK
 	}
 	f, ok := cmds[args[0]]
 	if !ok {
@@ -126,10 +138,20 @@ func cmdRun(ctx context.Context, args []string) int {
 	parallel := fs.Int("parallel", orchestrator.DefaultParallel(), "targets run at once")
 	shard := fs.String("shard", "", "run only slice i/n of the selected targets (e.g. 2/4), for lab merge to join")
 	baseline := fs.String("baseline", "", "run directory to compare with: outcomes that differ from it exit 1")
+	keep := fs.Bool("keep", false, "leave lab's microVMs and Vagrant machines running after the run, for later runs to reuse (lab down stops microVMs)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	var progress orchestrator.Progress
 	log := c.logger()
+	if isatty.IsTerminal(os.Stderr.Fd()) && !c.verbose {
+		// Log lines go above the live view, which redraws below them.
+		tp := &orchestrator.TermProgress{W: os.Stderr}
+		log = hclog.New(&hclog.LoggerOptions{Name: "lab", Level: hclog.Info, Output: tp})
+		progress = tp
+	} else {
+		progress = &orchestrator.LogProgress{Log: log}
+	}
 	base, err := readBaseline(*baseline)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
@@ -161,9 +183,15 @@ func cmdRun(ctx context.Context, args []string) int {
 			return exitUsage
 		}
 	}
-	var progress orchestrator.Progress = &orchestrator.LogProgress{Log: log}
-	if isatty.IsTerminal(os.Stderr.Fd()) && !c.verbose {
-		progress = &orchestrator.TermProgress{W: os.Stderr}
+	provs := orchestrator.Providers()
+	// A microVM kept by an earlier run (or lab repro --keep) is reused.
+	provs["qemu"] = orchestrator.Keeping{Inner: provs["qemu"], Keep: *keep}
+	if *keep {
+		for _, t := range sel {
+			if t.Provider == "vagrant" {
+				t.Keep = true
+			}
+		}
 	}
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
 		Targets:    sel,
@@ -174,7 +202,7 @@ func cmdRun(ctx context.Context, args []string) int {
 		Command:    "lab run " + strings.Join(args, " "),
 		Log:        log,
 		Progress:   progress,
-		Providers:  orchestrator.Providers(),
+		Providers:  provs,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)

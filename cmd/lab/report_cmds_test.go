@@ -252,7 +252,7 @@ func TestReportNightlyWorkflow(t *testing.T) {
 			t.Errorf("docs/nightly.yml has no job %q", job)
 		}
 	}
-	for _, use := range []string{"lab run --targets \"$TARGETS\" --shard", "lab merge $shards --out", "$BASELINE"} {
+	for _, use := range []string{"lab run --targets \"$TARGETS\" --shard", "/lab\" merge $shards --out", "$BASELINE", "go build -o"} {
 		if !strings.Contains(string(wf), use) {
 			t.Errorf("docs/nightly.yml lacks %q", use)
 		}
