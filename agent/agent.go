@@ -51,7 +51,7 @@ func Run(ctx context.Context, req wire.Request, emit Emit) error {
 		if other == nil && needsOther(sc) && env.OtherUser != "" {
 			h, err := startHelper(env.OtherUser)
 			if err != nil {
-				env.OtherUser, env.OtherUserNote = "", err.Error()
+				env.OtherUser, env.OtherUserNote = "", "could not start the second user's helper: "+err.Error()
 			} else {
 				other = h
 			}

@@ -30,7 +30,7 @@ func uid() int { return os.Geteuid() }
 // root can start a process as another user.
 func otherUser(requested string) (string, string) {
 	if os.Geteuid() != 0 {
-		return "", "the agent does not run as root, so it cannot create sockets as another user"
+		return "", "needs root: the agent does not run as root, so it cannot create sockets as another user"
 	}
 	names := []string{requested}
 	if requested == "" {
@@ -41,7 +41,7 @@ func otherUser(requested string) (string, string) {
 			return n, ""
 		}
 	}
-	return "", fmt.Sprintf("no unprivileged user %v exists on this machine", names)
+	return "", fmt.Sprintf("needs a second user: no unprivileged user %v exists on this machine", names)
 }
 
 // runAs makes cmd run as user, with that user's primary group only.

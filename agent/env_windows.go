@@ -54,7 +54,7 @@ func uid() int { return -1 }
 // otherUser: running a helper under a second account needs that account's
 // password or a token, which lab does not manage on Windows.
 func otherUser(string) (string, string) {
-	return "", "user=other is not implemented on Windows (it needs a second account's logon token)"
+	return "", "not implemented on Windows: user=other needs a second account's logon token, which lab does not manage"
 }
 
 func runAs(*exec.Cmd, string) error {

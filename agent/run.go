@@ -45,7 +45,7 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 		timeout = 3 * time.Second
 	}
 	if needsOther(sc) && other == nil {
-		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: "needs root: " + otherNote}
+		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: otherNote}
 	}
 	r := &scenarioRun{
 		sc:       sc,
