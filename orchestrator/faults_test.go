@@ -361,16 +361,29 @@ func (p proxiedQEMU) Start(ctx context.Context, tg *orchestrator.Target, env orc
 	p.proxy <- px
 	signer, _ := p.img.ClientSigner()
 	key, _ := p.img.HostPublicKey()
-	c, err := remote.Dial(ctx, remote.Config{Addr: px.ln.Addr().String(), User: p.img.User, Signer: signer, HostKey: ssh.FixedHostKey(key), Deadline: 90 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second, Log: env.Log})
+	cfg := remote.Config{Addr: px.ln.Addr().String(), User: p.img.User, Signer: signer, HostKey: ssh.FixedHostKey(key), Deadline: 90 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second, Log: env.Log}
+	c, err := remote.Dial(ctx, cfg)
 	if err != nil {
 		return nil, errors.Join(err, vm.Stop(context.WithoutCancel(ctx)))
 	}
-	return &proxiedMachine{c: c, vm: vm}, nil
+	return &proxiedMachine{c: c, vm: vm, cfg: cfg}, nil
 }
 
 type proxiedMachine struct {
-	c  *remote.Client
-	vm *qemu.VM
+	c   *remote.Client
+	vm  *qemu.VM
+	cfg remote.Config
+}
+
+// Reconnect dials through the proxy again, as sshMachine does directly.
+func (m *proxiedMachine) Reconnect(ctx context.Context) error {
+	c, err := remote.Dial(ctx, m.cfg)
+	if err != nil {
+		return err
+	}
+	m.c.Close()
+	m.c = c
+	return nil
 }
 
 func (m *proxiedMachine) Upload(ctx context.Context, local string) (string, error) {
@@ -397,57 +410,102 @@ func (m *proxiedMachine) Close(ctx context.Context) error {
 
 // TestFaultConnectionCut puts a TCP proxy between lab and the guest that
 // refuses the first connections (connect retries with backoff) and then
-// cuts the agent's connection mid-run.
+// cuts lab's connection during the upload or mid-run: lab reconnects,
+// uploads again and runs the scenarios not yet measured, so the target
+// completes with every result and none twice.
 func TestFaultConnectionCut(t *testing.T) {
 	needGuests(t)
 	img := guestImage(t)
-	prov := proxiedQEMU{t: t, img: img, refuse: 3, proxy: make(chan *cutProxy, 1)}
-	opts := runOpts(t, []*orchestrator.Target{{Name: "linux-6.1", Provider: "proxied", OS: "linux", Arch: "amd64"}}, scenarios(t, ""))
-	opts.Providers = map[string]orchestrator.Provider{"proxied": prov}
-	var once sync.Once
-	var px *cutProxy
-	measured, injected := 0, false
-	opts.Progress = progressFunc(func(s orchestrator.TargetState) {
-		measured = max(measured, s.Done)
-		if s.Phase == "run" && s.Done >= 5 {
-			once.Do(func() {
-				px = <-prov.proxy
-				px.cut()
-				injected = true
+	for _, tc := range []struct {
+		phase string
+		when  func(orchestrator.TargetState) bool
+	}{
+		{"upload", func(s orchestrator.TargetState) bool { return s.Phase == "upload" }},
+		{"run", inRun(5)},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			prov := proxiedQEMU{t: t, img: img, refuse: 3, proxy: make(chan *cutProxy, 1)}
+			scs := scenarios(t, "")
+			opts := runOpts(t, []*orchestrator.Target{{Name: "linux-6.1", Provider: "proxied", OS: "linux", Arch: "amd64"}}, scs)
+			opts.Providers = map[string]orchestrator.Provider{"proxied": prov}
+			var once sync.Once
+			var px *cutProxy
+			measured, injected := 0, false
+			opts.Progress = progressFunc(func(s orchestrator.TargetState) {
+				if !injected {
+					measured = max(measured, s.Done)
+				}
+				if tc.when(s) {
+					once.Do(func() {
+						px = <-prov.proxy
+						px.cut()
+						injected = true
+					})
+				}
 			})
-		}
-	})
-	sum, err := orchestrator.Run(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
+			sum, err := orchestrator.Run(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			noQEMULeft(t, sum.Dir)
+			noChildren(t)
+			d, err := rundir.Read(sum.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := d.Targets[0]
+			var phases []string
+			for _, p := range tr.Phases {
+				phases = append(phases, p.Name)
+			}
+			t.Logf("status %s, phases %v, error %q", tr.Status, phases, tr.Error)
+			ok := injected && tr.Status == rundir.StatusComplete
+			if tr.Status != rundir.StatusComplete {
+				t.Errorf("status %s (%s), want complete after a reconnect", tr.Status, tr.Error)
+			}
+			if !injected {
+				t.Error("the connection was never cut")
+			}
+			// The cut shows as a second connect phase.
+			if n := strings.Count(strings.Join(phases, ","), "connect"); n != 2 {
+				t.Errorf("phases %v: want connect twice (the reconnect)", phases)
+				ok = false
+			}
+			seen := map[string]int{}
+			for _, r := range tr.Results {
+				seen[r.ID]++
+			}
+			for _, s := range scs {
+				if seen[s.ID] != 1 {
+					t.Errorf("%s: %d results, want 1", s.ID, seen[s.ID])
+					ok = false
+				}
+			}
+			record(faultRow{fault: "SSH connection cut by a proxy (" + tc.phase + ")", injected: injected, survived: ok && !t.Failed(), measured: max(measured, len(tr.Results)), kept: len(tr.Results)})
+			if px == nil {
+				return
+			}
+			px.mu.Lock()
+			acc := px.accepts
+			px.mu.Unlock()
+			// The refused attempts were retried, each a little later than the last.
+			if len(acc) < 5 {
+				t.Fatalf("%d connections through the proxy; want the 3 refused ones retried, and the reconnect", len(acc))
+			}
+			var gaps []time.Duration
+			for i := 1; i < 4; i++ {
+				gaps = append(gaps, acc[i].Sub(acc[i-1]).Round(time.Millisecond))
+			}
+			t.Logf("connect attempts %d, gaps after the refused ones %v", len(acc), gaps)
+			if gaps[0] < 50*time.Millisecond || gaps[2] < gaps[0] {
+				t.Errorf("retries without backoff: gaps %v", gaps)
+			}
+			if tc.phase == "run" {
+				record(faultRow{fault: "connect refused 3 times (connect)", injected: true, survived: len(acc) >= 4 && tr.Phases[1].Error == ""})
+			}
+		})
 	}
-	time.Sleep(100 * time.Millisecond)
-	noQEMULeft(t, sum.Dir)
-	noChildren(t)
-	d, err := rundir.Read(sum.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkFailed(t, "SSH connection cut by a proxy (run)", sum, d, measured, injected, "run", "connection lost")
-	if px == nil {
-		return
-	}
-	px.mu.Lock()
-	acc := px.accepts
-	px.mu.Unlock()
-	// The refused attempts were retried, each a little later than the last.
-	if len(acc) < 4 {
-		t.Fatalf("%d connections through the proxy; want the 3 refused ones retried", len(acc))
-	}
-	var gaps []time.Duration
-	for i := 1; i < 4; i++ {
-		gaps = append(gaps, acc[i].Sub(acc[i-1]).Round(time.Millisecond))
-	}
-	t.Logf("connect attempts %d, gaps after the refused ones %v", len(acc), gaps)
-	if gaps[0] < 50*time.Millisecond || gaps[2] < gaps[0] {
-		t.Errorf("retries without backoff: gaps %v", gaps)
-	}
-	record(faultRow{fault: "connect refused 3 times (connect)", injected: true, survived: len(acc) >= 4 && d.Targets[0].Phases[1].Error == "", measured: 0, kept: 0})
 }
 
 // TestFaultHostKeyChanged reaches a guest as an ssh target through a

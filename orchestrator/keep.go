@@ -257,7 +257,8 @@ func (h *Hold) startKept(ctx context.Context, t *Target, env StartEnv) (Machine,
 			h.mu.Lock()
 			h.kept = k
 			h.mu.Unlock()
-			return &sshMachine{client: client, goos: k.OS}, nil
+			redial := func(ctx context.Context) (*remote.Client, error) { return k.dial(ctx, env) }
+			return &sshMachine{client: client, goos: k.OS, redial: redial}, nil
 		}
 		env.Log.Info("kept guest is gone", "pid", k.PID)
 		k.Down()
@@ -305,10 +306,13 @@ func (h *Hold) startKept(ctx context.Context, t *Target, env StartEnv) (Machine,
 	if deadline == 0 {
 		deadline = 60 * time.Second
 	}
-	client, err := remote.Dial(ctx, remote.Config{
+	dialCfg := remote.Config{
 		Addr: vm.SSHAddr(), User: img.User, Signer: signer, HostKey: ssh.FixedHostKey(hostKey),
-		Deadline: deadline, Abort: vm.Exited(), Log: env.Log, MaxBannerWait: time.Second,
-	})
+		Deadline: deadline, Log: env.Log, MaxBannerWait: time.Second,
+	}
+	withAbort := dialCfg
+	withAbort.Abort = vm.Exited()
+	client, err := remote.Dial(ctx, withAbort)
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("SSH did not come up on the kept guest: %w (console: %s)", err, cfg.ConsolePath)
@@ -328,7 +332,9 @@ func (h *Hold) startKept(ctx context.Context, t *Target, env StartEnv) (Machine,
 	h.mu.Lock()
 	h.kept = k
 	h.mu.Unlock()
-	return &sshMachine{client: client, goos: t.OS}, nil
+	// The kept VM outlives this process's view of it (Detach): a reconnect
+	// dials without its exit channel.
+	return &sshMachine{client: client, goos: t.OS, redial: redialWith(dialCfg)}, nil
 }
 
 // RunProgram uploads the program at local to m and runs it, returning what

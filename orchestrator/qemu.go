@@ -104,11 +104,12 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 	if deadline == 0 {
 		deadline = 60 * time.Second
 	}
-	client, err := remote.Dial(ctx, remote.Config{
+	dialCfg := remote.Config{
 		Addr: vm.SSHAddr(), User: user, Signer: signer, HostKey: hostKey,
 		Deadline: deadline, Abort: vm.Exited(), Log: env.Log,
 		MaxBannerWait: time.Second,
-	})
+	}
+	client, err := remote.Dial(ctx, dialCfg)
 	if err != nil {
 		why := "SSH did not come up"
 		select {
@@ -119,5 +120,5 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 		stopErr := stop(context.WithoutCancel(ctx))
 		return nil, errors.Join(fmt.Errorf("%s: %w\nlast console lines (%s):\n%s", why, err, cfg.ConsolePath, vm.ConsoleTail(15)), stopErr)
 	}
-	return &sshMachine{client: client, goos: t.OS, stop: stop, exited: vm.Exited()}, nil
+	return &sshMachine{client: client, goos: t.OS, stop: stop, exited: vm.Exited(), redial: redialWith(dialCfg)}, nil
 }

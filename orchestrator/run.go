@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"lab/remote"
 	"lab/rundir"
 	"lab/scenario"
 	"lab/wire"
@@ -258,6 +259,43 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	if err != nil {
 		return fmt.Errorf("target %s, building agent: %w", tr.t.Name, err)
 	}
+	for attempt := 1; ; attempt++ {
+		err = tr.uploadAndRun(ctx, m, agentBin, tr.unmeasured(req))
+		r, ok := m.(Reconnecter)
+		var lost *remote.TransportError
+		if err == nil || !ok || !errors.As(err, &lost) || attempt == connectionAttempts || ctx.Err() != nil {
+			return err
+		}
+		// Uploading again is safe (a fresh name each time), and so is
+		// running the scenarios not yet measured (each picks its ports
+		// afresh); the one cut short runs again from its start.
+		wait := time.Duration(attempt) * time.Second
+		tr.log.Warn("connection lost; reconnecting", "error", err, "attempt", attempt+1, "of", connectionAttempts, "after", wait, "measured", len(tr.res.Results))
+		tr.endPhase(err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		tr.startPhase("connect")
+		if rerr := r.Reconnect(ctx); rerr != nil {
+			return fmt.Errorf("%w; then, %s: %w", err, tr.lastPhase(), rerr)
+		}
+	}
+}
+
+// connectionAttempts bounds how often a target's upload and run are tried
+// when the connection drops under them.
+const connectionAttempts = 3
+
+// Reconnecter is a Machine whose lost connection can be made again while
+// the machine itself lives on (a guest or host reached over SSH).
+type Reconnecter interface {
+	Reconnect(ctx context.Context) error
+}
+
+// uploadAndRun pushes the agent and runs req's scenarios with it.
+func (tr *targetRun) uploadAndRun(ctx context.Context, m Machine, agentBin string, req wire.Request) error {
 	tr.startPhase("upload")
 	cmd, err := m.Upload(ctx, agentBin)
 	if err != nil {
@@ -265,6 +303,27 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	}
 	tr.startPhase("run")
 	return tr.runAgent(ctx, m, cmd, req)
+}
+
+// unmeasured is req without the scenarios that already have a result.
+func (tr *targetRun) unmeasured(req wire.Request) wire.Request {
+	tr.mu.Lock()
+	have := make(map[string]bool, len(tr.res.Results))
+	for _, r := range tr.res.Results {
+		have[r.ID] = true
+	}
+	tr.mu.Unlock()
+	if len(have) == 0 {
+		return req
+	}
+	out := req
+	out.Scenarios = nil
+	for _, s := range req.Scenarios {
+		if !have[s.ID] {
+			out.Scenarios = append(out.Scenarios, s)
+		}
+	}
+	return out
 }
 
 // runAgent runs the agent and records each line as it arrives.

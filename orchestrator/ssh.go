@@ -61,9 +61,10 @@ func (SSH) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error) 
 	if deadline == 0 {
 		deadline = 30 * time.Second
 	}
-	c, err := remote.Dial(ctx, remote.Config{Addr: addr, User: t.User, Signer: signer, HostKey: hk, Deadline: deadline, Log: env.Log})
+	cfg := remote.Config{Addr: addr, User: t.User, Signer: signer, HostKey: hk, Deadline: deadline, Log: env.Log}
+	c, err := remote.Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &sshMachine{client: c, goos: t.OS, sudo: t.Sudo}, nil
+	return &sshMachine{client: c, goos: t.OS, sudo: t.Sudo, redial: redialWith(cfg)}, nil
 }

@@ -30,8 +30,11 @@ type sshMachine struct {
 	// cleanup removes the uploaded agent where the run command cannot
 	// (Windows); run before disconnecting.
 	cleanup string
-	once    sync.Once
-	err     error
+	// redial connects again as the first connection was made; nil where
+	// that is not possible.
+	redial func(context.Context) (*remote.Client, error)
+	once   sync.Once
+	err    error
 }
 
 // Upload copies the agent to the target's temporary directory under a
@@ -123,6 +126,35 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	if remoteErr != nil {
 		return fmt.Errorf("agent failed: %w: %s", remoteErr, strings.TrimSpace(lastLines(stderr.String(), 5)))
 	}
+	return nil
+}
+
+// redialWith connects again the way cfg connected the first time, with a
+// shorter deadline: the machine answered a moment ago, and one that does
+// not come back soon is better reported than waited for.
+func redialWith(cfg remote.Config) func(context.Context) (*remote.Client, error) {
+	cfg.Deadline = 20 * time.Second
+	return func(ctx context.Context) (*remote.Client, error) { return remote.Dial(ctx, cfg) }
+}
+
+// Reconnect replaces a lost connection with a new one, unless the VM died.
+func (m *sshMachine) Reconnect(ctx context.Context) error {
+	if m.redial == nil {
+		return errors.New("this machine cannot be reconnected")
+	}
+	if m.exited != nil {
+		select {
+		case <-m.exited:
+			return errors.New("the guest's QEMU process exited")
+		default:
+		}
+	}
+	c, err := m.redial(ctx)
+	if err != nil {
+		return fmt.Errorf("reconnecting: %w", err)
+	}
+	m.client.Close()
+	m.client = c
 	return nil
 }
 

@@ -606,7 +606,8 @@ func (v *vagrantMachine) connect(ctx context.Context, t *Target, hk ssh.HostKeyC
 	}
 	addr := net.JoinHostPort(cfg.HostName, strconv.Itoa(cfg.Port))
 	v.log.Info("connecting", "addr", addr, "user", cfg.User, "host key", how)
-	client, err := remote.Dial(ctx, remote.Config{Addr: addr, User: cfg.User, Signer: signer, HostKey: hk, Deadline: vagrantDialTimeout, Log: v.log})
+	dialCfg := remote.Config{Addr: addr, User: cfg.User, Signer: signer, HostKey: hk, Deadline: vagrantDialTimeout, Log: v.log}
+	client, err := remote.Dial(ctx, dialCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -625,7 +626,7 @@ func (v *vagrantMachine) connect(ctx context.Context, t *Target, hk ssh.HostKeyC
 	}
 	// Vagrant boxes give their user passwordless sudo, and the machine
 	// is lab's to use, so the agent runs as root as on lab's guests.
-	return &sshMachine{client: client, goos: t.OS, sudo: t.OS != "windows", stop: v.stop}, nil
+	return &sshMachine{client: client, goos: t.OS, sudo: t.OS != "windows", stop: v.stop, redial: redialWith(dialCfg)}, nil
 }
 
 // hostKeyCheck is pinned for a box lab built, which carries its machines'
