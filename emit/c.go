@@ -18,7 +18,8 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "/* lab repro --emit c: scenario %s (%s), as measured on %s.\n", p.id, p.proto, target)
 	b.WriteString(" * Build: cc -O2 -o repro repro.c   (Windows: cl repro.c ws2_32.lib)\n")
-	b.WriteString(" * Prints one line per step: \"step N: <text>: ok\" or \"...: ERRNAME (number)\". */\n")
+	b.WriteString(" * Prints the trace lab repro prints: per step \"step N: <text>: ok\" or \"...: ERRNAME (number)\",\n")
+	b.WriteString(" * then the call with its arguments, what it returned and how long the step took. */\n")
 	b.WriteString(cPrelude)
 	if len(p.ports) > 0 {
 		b.WriteString("\n/* The ports the agent used; built with -DLAB_FRESH_PORTS the program picks free ones. */\n")
@@ -27,7 +28,7 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 		fmt.Fprintf(&b, "static int port_%s = %d;\n", sym, p.portValue[sym])
 	}
 	b.WriteString("\nint main(void)\n{\n")
-	b.WriteString("\tint v = 0;\n")
+	b.WriteString("\tint v = 0;\n\tchar call[256];\n")
 	for _, s := range p.socks {
 		fmt.Fprintf(&b, "\tsock_t %s = BAD_SOCK;\n", ident(s))
 	}
@@ -39,48 +40,58 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 		}
 		b.WriteString("#endif\n")
 	}
+	format, args := p.values(res)
+	fmt.Fprintf(&b, "\tprintf(%s%s);\n", cString(format+"\n"), strings.Join(args, ""))
 	typ := "SOCK_STREAM"
 	if p.proto == "udp" {
 		typ = "SOCK_DGRAM"
 	}
 	for _, o := range p.ops {
 		s := ident(o.sock)
-		text := cString(o.text)
 		fmt.Fprintf(&b, "\n\t/* step %d: %s */\n", o.n, o.text)
+		family := cString(familyName(o.ip6))
+		if o.verb == wire.VerbTimewait {
+			family = "NULL" // the agent records no family, options or return value for it
+		}
+		fmt.Fprintf(&b, "\tstep(%d, %s, %s, %s);\n", o.n, cString(o.text), family, cString(o.optionFields()))
 		switch o.verb {
 		case wire.VerbSocket:
 			fam := "AF_INET"
 			if o.ip6 {
 				fam = "AF_INET6"
 			}
+			call := fmt.Sprintf("socket(%s, %s)", familyName(o.ip6), p.proto)
 			fmt.Fprintf(&b, "\t%s = socket(%s, %s, 0);\n", s, fam, typ)
-			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(%d, %s, ERRNO());\n", s, o.n, text)
+			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(%s, ERRNO());\n", s, cString(call))
 			for _, opt := range o.opts {
-				cSetopt(&b, o.n, text, s, opt)
+				call += "; " + optCall(opt)
+				cSetopt(&b, s, opt, cString(call))
 			}
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			fmt.Fprintf(&b, "\tok(%s, FD(%s));\n", cString(call), s)
 		case wire.VerbSetopt:
-			cSetopt(&b, o.n, text, s, o.opts[0])
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			call := cString(optCall(o.opts[0]))
+			cSetopt(&b, s, o.opts[0], call)
+			fmt.Fprintf(&b, "\tok(%s, 0);\n", call)
 		case wire.VerbBind, wire.VerbConnect:
-			fmt.Fprintf(&b, "\tif (%s(%s, %s, %s) != 0)\n\t\treturn fail(%d, %s, ERRNO());\n", o.verb+"_to", s, cString(o.addr), o.port, o.n, text)
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			fmt.Fprintf(&b, "\tsnprintf(call, sizeof call, %s, %s);\n", cString(o.verb+"("+cFormat(o.addrColon())+"%d)"), o.port)
+			fmt.Fprintf(&b, "\tif (%s(%s, %s, %s) != 0)\n\t\treturn fail(call, ERRNO());\n", o.verb+"_to", s, cString(o.addr), o.port)
+			b.WriteString("\tok(call, 0);\n")
 		case wire.VerbListen:
-			fmt.Fprintf(&b, "\tif (listen(%s, 128) != 0)\n\t\treturn fail(%d, %s, ERRNO());\n", s, o.n, text)
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			fmt.Fprintf(&b, "\tif (listen(%s, 128) != 0)\n\t\treturn fail(\"listen()\", ERRNO());\n", s)
+			b.WriteString("\tok(\"listen()\", 0);\n")
 		case wire.VerbAccept:
 			fmt.Fprintf(&b, "\t%s = accept_wait(%s);\n", ident(o.newSoc), s)
-			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(%d, %s, ERRNO());\n", ident(o.newSoc), o.n, text)
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(\"accept()\", ERRNO());\n", ident(o.newSoc))
+			fmt.Fprintf(&b, "\tok(\"accept()\", FD(%s));\n", ident(o.newSoc))
 		case wire.VerbTimewait:
-			cTimewait(&b, o, text)
+			cTimewait(&b, o)
 		case wire.VerbClose:
-			fmt.Fprintf(&b, "\tif (CLOSE(%s) != 0)\n\t\treturn fail(%d, %s, ERRNO());\n", s, o.n, text)
+			fmt.Fprintf(&b, "\tif (CLOSE(%s) != 0)\n\t\treturn fail(\"close()\", ERRNO());\n", s)
 			fmt.Fprintf(&b, "\t%s = BAD_SOCK;\n", s)
-			fmt.Fprintf(&b, "\tok(%d, %s);\n", o.n, text)
+			b.WriteString("\tok(\"close()\", 0);\n")
 		}
 	}
-	b.WriteString("\n\t(void)v;\n")
+	b.WriteString("\n\t(void)v;\n\t(void)call;\n")
 	for _, s := range p.socks {
 		fmt.Fprintf(&b, "\t(void)%s;\n", ident(s))
 	}
@@ -90,51 +101,79 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 
 // cTimewait leaves a TIME_WAIT entry on o's endpoint as the agent does: a
 // listener with the options accepts one connection, and the accepted side
-// closes first; the client waits for its FIN before closing.
-func cTimewait(b *strings.Builder, o op, text string) {
-	fail := fmt.Sprintf("\t\t\treturn fail(%d, %s, ERRNO());\n", o.n, text)
-	b.WriteString("\t{\n\t\tsock_t tl, tc, ts;\n\t\tchar buf[64];\n")
-	b.WriteString("\t\ttl = socket(AF_INET, SOCK_STREAM, 0);\n\t\tif (tl == BAD_SOCK)\n" + fail)
-	for _, opt := range o.opts {
-		var sb strings.Builder
-		cSetopt(&sb, o.n, text, "tl", opt)
-		for _, line := range strings.SplitAfter(sb.String(), "\n") {
-			if line != "" && !strings.HasPrefix(line, "#") {
-				line = "\t" + line
-			}
-			b.WriteString(line)
-		}
+// closes first; the client waits for its FIN before closing. Like the
+// agent, it lists every call it makes, strace-style, as the step's call.
+func cTimewait(b *strings.Builder, o op) {
+	// call is a printf format and its arguments: descriptors and ports
+	// are known when the program runs.
+	call := func(format string, args ...string) string {
+		return cString(format) + strings.Join(args, "")
 	}
-	fmt.Fprintf(b, "\t\tif (bind_to(tl, %s, %s) != 0 || listen(tl, 128) != 0)\n%s", cString(o.addr), o.port, fail)
-	b.WriteString("\t\ttc = socket(AF_INET, SOCK_STREAM, 0);\n\t\tif (tc == BAD_SOCK)\n" + fail)
-	fmt.Fprintf(b, "\t\tif (connect_to(tc, %s, %s) != 0)\n%s", cString(o.dst), o.port, fail)
-	b.WriteString("\t\tts = accept_wait(tl);\n\t\tif (ts == BAD_SOCK)\n" + fail)
-	b.WriteString("\t\tCLOSE(tl);\n\t\tCLOSE(ts);\n")
-	b.WriteString("\t\twhile (recv(tc, buf, sizeof buf, 0) > 0)\n\t\t\t;\n")
-	b.WriteString("\t\tCLOSE(tc);\n\t\tsleep_ms(10); /* the ACK that moves the server to TIME_WAIT is processed asynchronously */\n\t}\n")
-	fmt.Fprintf(b, "\tok(%d, %s);\n", o.n, text)
+	fd := func(s string) string { return ", FD(" + s + ")" }
+	port := ", " + o.port
+	failIf := func(cond, c string) {
+		fmt.Fprintf(b, "\t\tif (%s)\n\t\t\treturn tw_fail(ERRNO(), NULL, %s);\n\t\ttw(0, %s);\n", cond, c, c)
+	}
+	b.WriteString("\t{\n\t\tsock_t tl, tc, ts;\n\t\tchar buf[64];\n\t\tint r;\n\n")
+	fmt.Fprintf(b, "\t\ttw_begin(%s%s);\n", cString("timewait("+cFormat(o.addrColon())+"%d)"), port)
+	b.WriteString("\t\ttl = socket(AF_INET, SOCK_STREAM, 0);\n")
+	b.WriteString("\t\tif (tl == BAD_SOCK)\n\t\t\treturn tw_fail(ERRNO(), NULL, \"socket(inet, tcp)\");\n")
+	b.WriteString("\t\ttw(FD(tl), \"socket(inet, tcp)\");\n")
+	for _, opt := range o.opts {
+		c := call(fmt.Sprintf("setsockopt(%%lld, %s=%d)", opt.Name, opt.Value), fd("tl"))
+		level := optLevel(opt.Name)
+		fmt.Fprintf(b, "#ifdef %s\n", opt.Name)
+		fmt.Fprintf(b, "\t\tv = %d;\n", opt.Value)
+		fmt.Fprintf(b, "\t\tif (setsockopt(tl, %s, %s, (const char *)&v, sizeof v) != 0)\n", level, opt.Name)
+		if level == "SOL_SOCKET" {
+			fmt.Fprintf(b, "\t\t\treturn tw_fail(ERRNO(), ERRNO() == LAB_ENOPROTOOPT ? \"unsupported\" : NULL, %s);\n", c)
+		} else {
+			fmt.Fprintf(b, "\t\t\treturn tw_fail(ERRNO(), NULL, %s);\n", c)
+		}
+		fmt.Fprintf(b, "\t\ttw(0, %s);\n", c)
+		b.WriteString("#else\n")
+		fmt.Fprintf(b, "\t\treturn tw_fail(0, \"unsupported\", %s);\n", c)
+		b.WriteString("#endif\n")
+	}
+	failIf(fmt.Sprintf("bind_to(tl, %s, %s) != 0", cString(o.addr), o.port), call("bind(%lld, "+cFormat(o.addrColon())+"%d)", fd("tl"), port))
+	failIf("listen(tl, 128) != 0", call("listen(%lld)", fd("tl")))
+	b.WriteString("\t\ttc = socket(AF_INET, SOCK_STREAM, 0);\n")
+	b.WriteString("\t\tif (tc == BAD_SOCK)\n\t\t\treturn tw_fail(ERRNO(), NULL, \"socket(inet, tcp)\");\n")
+	b.WriteString("\t\ttw(FD(tc), \"socket(inet, tcp)\");\n")
+	failIf(fmt.Sprintf("connect_to(tc, %s, %s) != 0", cString(o.dst), o.port), call("connect(%lld, "+cFormat(o.dst)+":%d)", fd("tc"), port))
+	b.WriteString("\t\tts = accept_wait(tl);\n")
+	fmt.Fprintf(b, "\t\tif (ts == BAD_SOCK)\n\t\t\treturn tw_fail(ERRNO(), NULL, %s);\n", call("accept(%lld)", fd("tl")))
+	fmt.Fprintf(b, "\t\ttw(FD(ts), %s);\n", call("accept(%lld)", fd("tl")))
+	failIf("CLOSE(tl) != 0", call("close(%lld)", fd("tl")))
+	failIf("CLOSE(ts) != 0", call("close(%lld)", fd("ts")))
+	b.WriteString("\t\t/* The client waits for the server's FIN: the read that sees it returns 0. */\n")
+	b.WriteString("\t\twhile ((r = (int)recv(tc, buf, sizeof buf, 0)) > 0)\n\t\t\t;\n")
+	failIf("r < 0", call("read(%lld)", fd("tc")))
+	failIf("CLOSE(tc) != 0", call("close(%lld)", fd("tc")))
+	b.WriteString("\t\tsleep_ms(10); /* the ACK that moves the server to TIME_WAIT is processed asynchronously */\n")
+	b.WriteString("\t\tok(tw_calls, 0);\n\t}\n")
 }
 
-// cSetopt sets one option; an option this OS does not define is
-// "unsupported", as the agent says, and so is ENOPROTOOPT at SOL_SOCKET
-// (a kernel older than the option).
-func cSetopt(b *strings.Builder, n int, text, s string, o wire.Option) {
-	level := "SOL_SOCKET"
-	if strings.HasPrefix(o.Name, "IPV6_") {
-		level = "IPPROTO_IPV6"
-	}
+// cSetopt sets one option, call being the step's call up to it; an option
+// this OS does not define is "unsupported", as the agent says, and so is
+// ENOPROTOOPT at SOL_SOCKET (a kernel older than the option).
+func cSetopt(b *strings.Builder, s string, o wire.Option, call string) {
+	level := optLevel(o.Name)
 	fmt.Fprintf(b, "#ifdef %s\n", o.Name)
 	fmt.Fprintf(b, "\tv = %d;\n", o.Value)
 	fmt.Fprintf(b, "\tif (setsockopt(%s, %s, %s, (const char *)&v, sizeof v) != 0)\n", s, level, o.Name)
 	if level == "SOL_SOCKET" {
-		fmt.Fprintf(b, "\t\treturn ERRNO() == LAB_ENOPROTOOPT ? unsupported(%d, %s) : fail(%d, %s, ERRNO());\n", n, text, n, text)
+		fmt.Fprintf(b, "\t\treturn ERRNO() == LAB_ENOPROTOOPT ? unsupported(%s) : fail(%s, ERRNO());\n", call, call)
 	} else {
-		fmt.Fprintf(b, "\t\treturn fail(%d, %s, ERRNO());\n", n, text)
+		fmt.Fprintf(b, "\t\treturn fail(%s, ERRNO());\n", call)
 	}
 	b.WriteString("#else\n")
-	fmt.Fprintf(b, "\treturn unsupported(%d, %s);\n", n, text)
+	fmt.Fprintf(b, "\treturn unsupported(%s);\n", call)
 	b.WriteString("#endif\n")
 }
+
+// cFormat escapes s for a printf format.
+func cFormat(s string) string { return strings.ReplaceAll(s, "%", "%%") }
 
 // cPrelude holds the includes and the helpers every emitted program uses.
 const cPrelude = `
@@ -147,6 +186,7 @@ const cPrelude = `
 #ifdef _WIN32
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 typedef SOCKET sock_t;
@@ -163,6 +203,7 @@ static UNUSED void sleep_ms(int ms) { Sleep(ms); }
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -179,6 +220,7 @@ static UNUSED void sleep_ms(int ms) { struct timespec ts = { 0, ms * 1000000L };
 /* errname names an errno as lab's agent does. */
 static UNUSED const char *errname(int e)
 {
+	static char unknown[32];
 	switch (e) {
 #ifdef _WIN32
 	case WSAEADDRINUSE: return "EADDRINUSE";
@@ -215,22 +257,126 @@ static UNUSED const char *errname(int e)
 	case ENETUNREACH: return "ENETUNREACH";
 #endif
 	}
-	return "errno";
+#ifdef _WIN32
+	snprintf(unknown, sizeof unknown, "WSA%d", e);
+#else
+	snprintf(unknown, sizeof unknown, "errno%d", e);
+#endif
+	return unknown;
 }
 
-static UNUSED void ok(int n, const char *text) { printf("step %d: %s: ok\n", n, text); fflush(stdout); }
+/* The step being run, as step() announced it. */
+static int cur_n;
+static const char *cur_text, *cur_family, *cur_opts;
+static long long cur_start;
 
-static UNUSED int fail(int n, const char *text, int e)
+static UNUSED long long now_us(void)
 {
-	const char *name = errname(e);
-	if (strcmp(name, "errno") == 0)
-		printf("step %d: %s: errno%d (%d)\n", n, text, e, e);
-	else
-		printf("step %d: %s: %s (%d)\n", n, text, name, e);
-	return 0;
+#ifdef _WIN32
+	LARGE_INTEGER c, f;
+	QueryPerformanceCounter(&c);
+	QueryPerformanceFrequency(&f);
+	return (long long)(c.QuadPart * 1000000 / f.QuadPart);
+#else
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+#endif
 }
 
-static UNUSED int unsupported(int n, const char *text) { printf("step %d: %s: unsupported\n", n, text); return 0; }
+/* step starts step n: its text, its socket's family and the options it sets
+ * as the trace shows them. A step without a family (timewait) shows neither
+ * options nor a return value: the agent records none for it. */
+static UNUSED void step(int n, const char *text, const char *family, const char *opts)
+{
+	cur_n = n;
+	cur_text = text;
+	cur_family = family;
+	cur_opts = opts;
+	cur_start = now_us();
+}
+
+/* trace prints the step as lab repro prints the agent's: its result (an
+ * errno name and number when result is NULL), then the call as the OS saw
+ * it, the family, the options, what the call returned and how long the step
+ * took, separated by two spaces. */
+static UNUSED void trace(const char *result, int e, const char *call, long long ret)
+{
+	long long us = now_us() - cur_start;
+	if (result != NULL)
+		printf("step %d: %s: %s\n", cur_n, cur_text, result);
+	else
+		printf("step %d: %s: %s (%d)\n", cur_n, cur_text, errname(e), e);
+	printf("        %s", call);
+	if (cur_family != NULL) {
+		printf("  family %s", cur_family);
+		if (cur_opts[0] != '\0')
+			printf("  %s", cur_opts);
+		printf("  returned %lld", ret);
+	}
+	printf("  %lld\xc2\xb5s\n", us);
+	fflush(stdout);
+}
+
+static UNUSED int ok(const char *call, long long ret) { trace("ok", 0, call, ret); return 1; }
+
+/* fail ends the program as the agent ends a scenario: at its first step
+ * that fails. */
+static UNUSED int fail(const char *call, int e) { trace(NULL, e, call, -1); return 0; }
+
+static UNUSED int unsupported(const char *call) { trace("unsupported", 0, call, -1); return 0; }
+
+/* FD is a descriptor (a SOCKET handle on Windows) as the trace prints it. */
+#define FD(s) ((long long)(s))
+
+/* tw_calls is a timewait step's call: its endpoint, then every call it
+ * made with what it returned, strace-style, as the agent lists them. */
+static char tw_calls[2048];
+
+static UNUSED void tw_begin(const char *format, int port)
+{
+	snprintf(tw_calls, sizeof tw_calls, format, port);
+	strcat(tw_calls, ": ");
+}
+
+static UNUSED void tw_add(const char *ret, const char *format, va_list ap)
+{
+	size_t n = strlen(tw_calls);
+	if (tw_calls[n - 1] != ' ')
+		n += (size_t)snprintf(tw_calls + n, sizeof tw_calls - n, "; ");
+	if (n < sizeof tw_calls)
+		n += (size_t)vsnprintf(tw_calls + n, sizeof tw_calls - n, format, ap);
+	if (n < sizeof tw_calls)
+		snprintf(tw_calls + n, sizeof tw_calls - n, " = %s", ret);
+}
+
+/* tw adds a call that returned ret to tw_calls. */
+static UNUSED void tw(long long ret, const char *format, ...)
+{
+	char r[32];
+	va_list ap;
+	snprintf(r, sizeof r, "%lld", ret);
+	va_start(ap, format);
+	tw_add(r, format, ap);
+	va_end(ap);
+}
+
+/* tw_fail adds a call that failed with e (or, with result set, for that
+ * reason) to tw_calls and fails the step. */
+static UNUSED int tw_fail(int e, const char *result, const char *format, ...)
+{
+	char r[64];
+	va_list ap;
+	snprintf(r, sizeof r, "-1 %s", result != NULL ? result : errname(e));
+	va_start(ap, format);
+	tw_add(r, format, ap);
+	va_end(ap);
+	if (result != NULL) {
+		trace(result, 0, tw_calls, -1);
+		return 0;
+	}
+	return fail(tw_calls, e);
+}
 
 /* sockaddr_for fills sa with addr:port; the address, not the socket, decides
  * the family, so an IPv6 address on an IPv4 socket is the kernel's to refuse. */

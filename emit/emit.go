@@ -2,16 +2,16 @@
 // performs exactly the same socket calls with the concrete ports and
 // addresses the agent used, so a platform bug can be reported with a
 // reproducer that needs nothing but a compiler. C and Go are emitted; both
-// print one line per step, "step N: <text>: ok" or "step N: <text>: NAME (NUM)",
-// which Parse reads back for Compare.
+// print the trace lab repro prints for the agent (WriteStep): each step's
+// result, then the call as the OS saw it with its arguments and what it
+// returned, which Parse reads back for Compare.
 package emit
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -166,64 +166,6 @@ func endpoint(res *wire.Result, addr, port string, ip6 bool) (netip.AddrPort, er
 	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
-// Step is one line of a reproducer's trace.
-type Step struct {
-	N      int
-	Text   string
-	Result string // ok, unsupported or an errno name
-	Errno  int
-}
-
-// Parse reads a reproducer's trace; lines that are not steps are ignored.
-func Parse(r io.Reader) ([]Step, error) {
-	var out []Step
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "step ")
-		if !ok {
-			continue
-		}
-		num, rest, ok := strings.Cut(line, ": ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(num)
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndex(rest, ": ")
-		if i < 0 {
-			continue
-		}
-		s := Step{N: n, Text: rest[:i], Result: rest[i+2:]}
-		if name, errno, ok := strings.Cut(s.Result, " ("); ok {
-			s.Result = name
-			s.Errno, _ = strconv.Atoi(strings.TrimSuffix(errno, ")"))
-		}
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}
-
-// Compare checks that a reproducer's trace has the agent's result for every
-// step the agent ran, and no step more; nil when they match.
-func Compare(agent []wire.StepResult, got []Step) error {
-	var errs []error
-	for i, a := range agent {
-		if i >= len(got) {
-			errs = append(errs, fmt.Errorf("step %d (%s): agent %s, reproducer stopped before it", i+1, a.Text, a.Result))
-			continue
-		}
-		if got[i].Result != a.Result {
-			errs = append(errs, fmt.Errorf("step %d (%s): agent %s, reproducer %s", i+1, a.Text, a.Result, got[i].Result))
-		}
-	}
-	for _, g := range got[min(len(agent), len(got)):] {
-		errs = append(errs, fmt.Errorf("step %d (%s): reproducer %s, agent stopped before it", g.N, g.Text, g.Result))
-	}
-	return errors.Join(errs...)
-}
-
 // cString quotes s as a C string literal.
 func cString(s string) string {
 	var b strings.Builder
@@ -233,6 +175,8 @@ func cString(s string) string {
 		case r == '"' || r == '\\':
 			b.WriteByte('\\')
 			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
 		case r < 0x20 || r > 0x7e:
 			fmt.Fprintf(&b, "\\x%02x", r)
 		default:
@@ -255,4 +199,76 @@ func ident(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// familyName is how the agent names a socket's family.
+func familyName(ip6 bool) string {
+	if ip6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+// optLevel is the level an option is set at, by its C name.
+func optLevel(name string) string {
+	if strings.HasPrefix(name, "IPV6_") {
+		return "IPPROTO_IPV6"
+	}
+	return "SOL_SOCKET"
+}
+
+// optCall is how the agent writes a setsockopt in a step's call.
+func optCall(o wire.Option) string { return fmt.Sprintf("setsockopt(%s=%d)", o.Name, o.Value) }
+
+// optionFields are the options of o as WriteStep prints them, for every
+// step but timewait (the agent records options with their level there).
+func (o op) optionFields() string {
+	if o.verb == wire.VerbTimewait {
+		return ""
+	}
+	var f []string
+	for _, opt := range o.opts {
+		f = append(f, optionField(wire.SetOption{Level: optLevel(opt.Name), Name: opt.Name, Value: opt.Value}))
+	}
+	return strings.Join(f, "  ")
+}
+
+// addrColon is o's address as a call shows it before the port:
+// "127.0.0.2:" or "[::1]:".
+func (o op) addrColon() string {
+	if o.addr6 {
+		return "[" + o.addr + "]:"
+	}
+	return o.addr + ":"
+}
+
+// values is the trace's values line (WriteValues) as a printf format and
+// its arguments (", port_P"): a port the program may pick afresh is printed
+// from its variable.
+func (p *plan) values(res *wire.Result) (format string, args []string) {
+	type val struct{ text, arg string }
+	var vals []val
+	for k, v := range res.Ports {
+		if _, ok := p.portValue[k]; ok {
+			vals = append(vals, val{fmt.Sprintf("%s=%d", k, v), k + "=%d"})
+		} else {
+			vals = append(vals, val{fmt.Sprintf("%s=%d", k, v), ""})
+		}
+	}
+	for k, v := range res.Addrs {
+		vals = append(vals, val{k + "=" + v, ""})
+	}
+	// Sorted as WriteValues sorts the agent's values.
+	sort.Slice(vals, func(i, j int) bool { return vals[i].text < vals[j].text })
+	var f []string
+	for _, v := range vals {
+		if v.arg == "" {
+			f = append(f, strings.ReplaceAll(v.text, "%", "%%"))
+			continue
+		}
+		f = append(f, v.arg)
+		sym, _, _ := strings.Cut(v.arg, "=")
+		args = append(args, ", port_"+sym)
+	}
+	return "values   " + strings.Join(f, " "), args
 }

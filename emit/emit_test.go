@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -141,25 +142,128 @@ func TestUnsupportedVerbs(t *testing.T) {
 	}
 }
 
-func TestParseCompare(t *testing.T) {
-	out := "noise\nstep 1: socket A: ok\nstep 2: bind A addr1:P: ok\nstep 3: bind B addr1:P: EADDRINUSE (98)\n"
-	got, err := Parse(strings.NewReader(out))
+func ret(n int) *int { return &n }
+
+// agentTrace is what the agent recorded for bsd-table/row1/off with P=40001.
+func agentTrace() *wire.Result {
+	return &wire.Result{
+		Ports: map[string]int{"P": 40001},
+		Addrs: map[string]string{"addr1": "127.0.0.2"},
+		Steps: []wire.StepResult{
+			{Text: "socket A", Call: "socket(inet, tcp)", Result: "ok", Family: "inet", Ret: ret(5)},
+			{Text: "bind A addr1:P", Call: "bind(127.0.0.2:40001)", Result: "ok", Family: "inet", Addr: "127.0.0.2", Port: 40001, Ret: ret(0), Local: "127.0.0.2:40001"},
+			{Text: "socket B SO_REUSEADDR", Call: "socket(inet, tcp); setsockopt(SO_REUSEADDR=1)", Result: "ok", Family: "inet",
+				Options: []wire.SetOption{{Level: "SOL_SOCKET", Name: "SO_REUSEADDR", Value: 1}}, Ret: ret(8)},
+			{Text: "bind B addr1:P", Call: "bind(127.0.0.2:40001)", Result: "EADDRINUSE", Errno: 98, Family: "inet", Addr: "127.0.0.2", Port: 40001, Ret: ret(-1)},
+		},
+	}
+}
+
+// TestWriteStepParse: what WriteStep writes (lab repro's trace of the
+// agent) Parse reads back, so the two traces are compared field by field.
+func TestWriteStepParse(t *testing.T) {
+	res := agentTrace()
+	var b bytes.Buffer
+	WriteValues(&b, res.Ports, res.Addrs)
+	for i, s := range res.Steps {
+		WriteStep(&b, i+1, s)
+	}
+	tr, err := Parse(&b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[2].Result != "EADDRINUSE" || got[2].Errno != 98 || got[1].Text != "bind A addr1:P" {
-		t.Fatalf("Parse: %+v", got)
+	if tr.Ports["P"] != 40001 || len(tr.Ports) != 1 {
+		t.Errorf("ports %v, want P=40001", tr.Ports)
 	}
-	agentSteps := []wire.StepResult{{Text: "socket A", Result: "ok"}, {Text: "bind A addr1:P", Result: "ok"}, {Text: "bind B addr1:P", Result: "EADDRINUSE"}}
-	if err := Compare(agentSteps, got); err != nil {
-		t.Errorf("Compare of equal traces: %v", err)
+	if len(tr.Steps) != len(res.Steps) {
+		t.Fatalf("%d steps, want %d", len(tr.Steps), len(res.Steps))
 	}
-	agentSteps[2].Result = "ok"
-	if err := Compare(agentSteps, got); err == nil {
-		t.Error("Compare missed a different result")
+	for i, g := range tr.Steps {
+		a := res.Steps[i]
+		a.Addr, a.Port = "", 0 // in the call, not separate fields
+		if g.N != i+1 || !reflect.DeepEqual(g.StepResult, a) {
+			t.Errorf("step %d read back as\n%+v, want\n%+v", i+1, g.StepResult, a)
+		}
 	}
-	if err := Compare(agentSteps[:2], got); err == nil {
-		t.Error("Compare missed an extra step")
+	if err := Compare(res, tr); err != nil {
+		t.Errorf("Compare of the agent's trace with itself: %v", err)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	const same = `noise
+values   P=40001 addr1=127.0.0.2
+step 1: socket A: ok
+        socket(inet, tcp)  family inet  returned 3  10µs
+step 2: bind A addr1:P: ok
+        bind(127.0.0.2:40001)  family inet  returned 0  4µs
+step 3: socket B SO_REUSEADDR: ok
+        socket(inet, tcp); setsockopt(SO_REUSEADDR=1)  family inet  setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)  returned 4  9µs
+step 4: bind B addr1:P: EADDRINUSE (98)
+        bind(127.0.0.2:40001)  family inet  returned -1  3µs
+`
+	for _, tc := range []struct {
+		name, from, to string // the reproducer's trace is same with from replaced by to
+		want           string // in the error; "" for a match
+	}{
+		{name: "same", want: ""},
+		{name: "other descriptors", from: "returned 3", to: "returned 7", want: ""},
+		{name: "fresh port", from: "40001", to: "50123", want: ""},
+		{name: "result", from: "EADDRINUSE (98)", to: "ok", want: "step 4 (bind B addr1:P): result: agent EADDRINUSE, reproducer ok"},
+		{name: "errno number", from: "(98)", to: "(48)", want: "errno: agent 98, reproducer 48"},
+		{name: "address", from: "bind(127.0.0.2:40001)  family inet  returned -1", to: "bind(127.0.0.3:40001)  family inet  returned -1", want: "step 4 (bind B addr1:P): call: agent bind(127.0.0.2:40001), reproducer bind(127.0.0.3:40001)"},
+		{name: "port not the values line's", from: "bind(127.0.0.2:40001)  family inet  returned -1", to: "bind(127.0.0.2:40002)  family inet  returned -1", want: "step 4 (bind B addr1:P): call:"},
+		{name: "family", from: "socket(inet, tcp)  family inet", to: "socket(inet6, tcp)  family inet6", want: "step 1 (socket A): call: agent socket(inet, tcp), reproducer socket(inet6, tcp); family: agent inet, reproducer inet6"},
+		{name: "option level", from: "SOL_SOCKET", to: "IPPROTO_IPV6", want: "step 3 (socket B SO_REUSEADDR): options: agent setsockopt(SOL_SOCKET, SO_REUSEADDR, 1), reproducer setsockopt(IPPROTO_IPV6, SO_REUSEADDR, 1)"},
+		{name: "option value", from: "SO_REUSEADDR, 1)", to: "SO_REUSEADDR, 0)", want: "options:"},
+		{name: "descriptor that failed", from: "returned 3", to: "returned -1", want: "step 1 (socket A): returned: agent 5, reproducer -1"},
+		{name: "return value", from: "returned 0", to: "returned 1", want: "step 2 (bind A addr1:P): returned: agent 0, reproducer 1"},
+		{name: "no return value", from: "  returned 0", to: "", want: "step 2 (bind A addr1:P): returned: agent 0, reproducer nothing"},
+		{name: "stops early", from: "step 4", to: "stop 4", want: "step 4 (bind B addr1:P): agent EADDRINUSE, reproducer stopped before it"},
+		{name: "extra step", from: "step 4: bind B addr1:P: EADDRINUSE (98)", to: "step 4: bind B addr1:P: EADDRINUSE (98)\nstep 5: close B: ok", want: "step 5 (close B): reproducer ok, agent stopped before it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := same
+			if tc.from != "" {
+				out = strings.ReplaceAll(same, tc.from, tc.to)
+			}
+			tr, err := Parse(strings.NewReader(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Compare(agentTrace(), tr)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Compare: %v, want a match", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Compare: %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCompareTimewait: a timewait step's call lists the calls it made;
+// their descriptors and a fresh port may differ, nothing else.
+func TestCompareTimewait(t *testing.T) {
+	agent := &wire.Result{
+		Ports: map[string]int{"P": 34885},
+		Steps: []wire.StepResult{{Text: "timewait addr1:P SO_REUSEADDR", Result: "ok",
+			Call: "timewait(127.0.0.2:34885): socket(inet, tcp) = 5; setsockopt(5, SO_REUSEADDR=1) = 0; bind(5, 127.0.0.2:34885) = 0; listen(5) = 0; " +
+				"socket(inet, tcp) = 8; connect(8, 127.0.0.2:34885) = 0; accept(5) = 9; close(5) = 0; close(9) = 0; read(8) = 0; close(8) = 0"}},
+	}
+	repro := "values   P=41000\nstep 1: timewait addr1:P SO_REUSEADDR: ok\n" +
+		"        timewait(127.0.0.2:41000): socket(inet, tcp) = 3; setsockopt(3, SO_REUSEADDR=1) = 0; bind(3, 127.0.0.2:41000) = 0; listen(3) = 0; " +
+		"socket(inet, tcp) = 4; connect(4, 127.0.0.2:41000) = 0; accept(3) = 5; close(3) = 0; close(5) = 0; read(4) = 0; close(4) = 0  10234µs\n"
+	tr, err := Parse(strings.NewReader(repro))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Compare(agent, tr); err != nil {
+		t.Errorf("Compare: %v", err)
+	}
+	tr, _ = Parse(strings.NewReader(strings.Replace(repro, "setsockopt(3, SO_REUSEADDR=1) = 0", "setsockopt(3, SO_REUSEPORT=1) = 0", 1)))
+	if err := Compare(agent, tr); err == nil || !strings.Contains(err.Error(), "call:") {
+		t.Errorf("Compare missed another option in a timewait: %v", err)
 	}
 }
 
@@ -251,7 +355,7 @@ func check(t *testing.T, lang string, res *wire.Result, cmd *exec.Cmd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Compare(res.Steps, got); err != nil {
+	if err := Compare(res, got); err != nil {
 		t.Errorf("%s reproducer's trace differs from the agent's:\n%v\nreproducer printed:\n%s", lang, err, out)
 	}
 }

@@ -32,8 +32,9 @@ func Go(sc wire.Scenario, res *wire.Result, target, goos string) ([]byte, error)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "// lab repro --emit go: scenario %s (%s), as measured on %s (%s).\n", p.id, p.proto, target, goos)
-	b.WriteString("// Run: go run repro.go (or CGO_ENABLED=0 go build repro.go). Prints one line per step:\n")
-	b.WriteString("// \"step N: <text>: ok\" or \"...: ERRNAME (number)\".\n\n")
+	b.WriteString("// Run: go run repro.go (or CGO_ENABLED=0 go build repro.go). Prints the trace lab repro\n")
+	b.WriteString("// prints: per step \"step N: <text>: ok\" or \"...: ERRNAME (number)\", then the call with\n")
+	b.WriteString("// its arguments, what it returned and how long the step took.\n\n")
 	b.WriteString("//go:build unix\n\n")
 	b.WriteString(goPrelude)
 	if len(p.ports) > 0 {
@@ -51,6 +52,8 @@ func Go(sc wire.Scenario, res *wire.Result, target, goos string) ([]byte, error)
 		}
 		b.WriteString("\t}\n")
 	}
+	values, args := p.values(res)
+	fmt.Fprintf(&b, "\tfmt.Printf(%q%s)\n", values+"\n", strings.Join(args, ""))
 	for _, s := range p.socks {
 		fmt.Fprintf(&b, "\tvar %s int\n", ident(s))
 	}
@@ -64,82 +67,137 @@ func Go(sc wire.Scenario, res *wire.Result, target, goos string) ([]byte, error)
 		}
 		b.WriteString("}\n")
 	}
-	b.WriteString("\tvar err error\n\t_ = err\n")
+	b.WriteString("\tvar err error\n\tvar call string\n\t_, _ = err, call\n")
 	typ := "syscall.SOCK_STREAM"
 	if p.proto == "udp" {
 		typ = "syscall.SOCK_DGRAM"
 	}
 	for _, o := range p.ops {
 		s := ident(o.sock)
-		text := fmt.Sprintf("%q", o.text)
 		fmt.Fprintf(&b, "\n\t// step %d: %s\n", o.n, o.text)
-		check := fmt.Sprintf("\tif err != nil {\n\t\tfail(%d, %s, err)\n\t\treturn\n\t}\n", o.n, text)
+		family := familyName(o.ip6)
+		if o.verb == wire.VerbTimewait {
+			family = "" // the agent records no family, options or return value for it
+		}
+		fmt.Fprintf(&b, "\tstep(%d, %q, %q, %q)\n", o.n, o.text, family, o.optionFields())
+		check := func(call string) string {
+			return fmt.Sprintf("\tif err != nil {\n\t\tfail(%s, err)\n\t\treturn\n\t}\n", call)
+		}
 		switch o.verb {
 		case wire.VerbSocket:
 			fam := "syscall.AF_INET"
 			if o.ip6 {
 				fam = "syscall.AF_INET6"
 			}
-			fmt.Fprintf(&b, "\t%s, err = syscall.Socket(%s, %s, 0)\n%s", s, fam, typ, check)
+			call := fmt.Sprintf("socket(%s, %s)", familyName(o.ip6), p.proto)
+			fmt.Fprintf(&b, "\t%s, err = syscall.Socket(%s, %s, 0)\n%s", s, fam, typ, check(fmt.Sprintf("%q", call)))
 			for _, opt := range o.opts {
-				goSetopt(&b, o.n, text, s, opt, goos)
+				call += "; " + optCall(opt)
+				goSetopt(&b, s, opt, goos, fmt.Sprintf("%q", call))
 			}
+			fmt.Fprintf(&b, "\tok(%q, %s)\n", call, s)
 		case wire.VerbSetopt:
-			goSetopt(&b, o.n, text, s, o.opts[0], goos)
-		case wire.VerbBind:
-			fmt.Fprintf(&b, "\terr = syscall.Bind(%s, sockaddr(%q, %s))\n%s", s, o.addr, o.port, check)
-		case wire.VerbConnect:
-			fmt.Fprintf(&b, "\terr = syscall.Connect(%s, sockaddr(%q, %s))\n%s", s, o.addr, o.port, check)
+			call := fmt.Sprintf("%q", optCall(o.opts[0]))
+			goSetopt(&b, s, o.opts[0], goos, call)
+			fmt.Fprintf(&b, "\tok(%s, 0)\n", call)
+		case wire.VerbBind, wire.VerbConnect:
+			fmt.Fprintf(&b, "\tcall = fmt.Sprintf(%q, %s)\n", o.verb+"("+cFormat(o.addrColon())+"%d)", o.port)
+			fmt.Fprintf(&b, "\terr = syscall.%s(%s, sockaddr(%q, %s))\n%s", strings.ToUpper(o.verb[:1])+o.verb[1:], s, o.addr, o.port, check("call"))
+			b.WriteString("\tok(call, 0)\n")
 		case wire.VerbListen:
-			fmt.Fprintf(&b, "\terr = syscall.Listen(%s, 128)\n%s", s, check)
+			fmt.Fprintf(&b, "\terr = syscall.Listen(%s, 128)\n%s\tok(\"listen()\", 0)\n", s, check(`"listen()"`))
 		case wire.VerbAccept:
-			fmt.Fprintf(&b, "\t%s, err = acceptWait(%s)\n%s", ident(o.newSoc), s, check)
+			fmt.Fprintf(&b, "\t%s, err = acceptWait(%s)\n%s\tok(\"accept()\", %s)\n", ident(o.newSoc), s, check(`"accept()"`), ident(o.newSoc))
 		case wire.VerbTimewait:
-			b.WriteString("\t{\n\t\tvar tl, tc, ts int\n")
-			fmt.Fprintf(&b, "\t\ttl, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)\n%s", check)
-			for _, opt := range o.opts {
-				goSetopt(&b, o.n, text, "tl", opt, goos)
-			}
-			fmt.Fprintf(&b, "\t\terr = syscall.Bind(tl, sockaddr(%q, %s))\n%s", o.addr, o.port, check)
-			fmt.Fprintf(&b, "\t\terr = syscall.Listen(tl, 128)\n%s", check)
-			fmt.Fprintf(&b, "\t\ttc, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)\n%s", check)
-			fmt.Fprintf(&b, "\t\terr = syscall.Connect(tc, sockaddr(%q, %s))\n%s", o.dst, o.port, check)
-			fmt.Fprintf(&b, "\t\tts, err = acceptWait(tl)\n%s", check)
-			b.WriteString("\t\tsyscall.Close(tl)\n\t\tsyscall.Close(ts)\n")
-			b.WriteString("\t\t// The client waits for the server's FIN, so the server closed first.\n")
-			b.WriteString("\t\tbuf := make([]byte, 64)\n\t\tfor {\n\t\t\tif n, err := syscall.Read(tc, buf); n <= 0 && err != syscall.EINTR {\n\t\t\t\tbreak\n\t\t\t}\n\t\t}\n")
-			b.WriteString("\t\tsyscall.Close(tc)\n\t\ttime.Sleep(10 * time.Millisecond) // the ACK that moves the server to TIME_WAIT is processed asynchronously\n\t}\n")
+			goTimewait(&b, o, goos)
 		case wire.VerbClose:
-			fmt.Fprintf(&b, "\terr = syscall.Close(%s)\n%s", s, check)
+			fmt.Fprintf(&b, "\terr = syscall.Close(%s)\n%s\tok(\"close()\", 0)\n", s, check(`"close()"`))
 		}
-		fmt.Fprintf(&b, "\tok(%d, %s)\n", o.n, text)
 	}
 	b.WriteString("}\n")
 	return format.Source([]byte(b.String()))
 }
 
-// goSetopt sets one option, "unsupported" where goos lacks it or the kernel
-// refuses it with ENOPROTOOPT at SOL_SOCKET, as the agent says.
-func goSetopt(b *strings.Builder, n int, text, s string, o wire.Option, goos string) {
-	var level, name string
-	switch o.Name {
-	case "SO_REUSEADDR":
-		level, name = "syscall.SOL_SOCKET", "syscall.SO_REUSEADDR"
-	case "IPV6_V6ONLY":
-		level, name = "syscall.IPPROTO_IPV6", "syscall.IPV6_V6ONLY"
-	default:
-		num, ok := optionNumbers[goos][o.Name]
+// goTimewait is cTimewait in Go.
+func goTimewait(b *strings.Builder, o op, goos string) {
+	// failIf checks err after a call of the list, given as a format and
+	// its arguments.
+	failIf := func(format string, args ...string) {
+		c := fmt.Sprintf("%q", format) + strings.Join(args, "")
+		fmt.Fprintf(b, "\t\tif err != nil {\n\t\t\ttwFail(err, %s)\n\t\t\treturn\n\t\t}\n\t\ttw(0, %s)\n", c, c)
+	}
+	port := ", " + o.port
+	b.WriteString("\t{\n\t\tvar tl, tc, ts, n int\n")
+	fmt.Fprintf(b, "\t\ttwBegin(%q%s)\n", "timewait("+cFormat(o.addrColon())+"%d)", port)
+	b.WriteString("\t\ttl, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)\n")
+	b.WriteString("\t\tif err != nil {\n\t\t\ttwFail(err, \"socket(inet, tcp)\")\n\t\t\treturn\n\t\t}\n\t\ttw(tl, \"socket(inet, tcp)\")\n")
+	for _, opt := range o.opts {
+		format := fmt.Sprintf("setsockopt(%%d, %s=%d)", opt.Name, opt.Value)
+		level, name, ok := goOption(opt.Name, goos)
 		if !ok {
-			fmt.Fprintf(b, "\tunsupported(%d, %s) // %s is not defined on %s\n\treturn\n", n, text, o.Name, goos)
-			return
+			fmt.Fprintf(b, "\t\ttwUnsupported(%q, tl) // %s is not defined on %s\n\t\treturn\n", format, opt.Name, goos)
+			continue
 		}
-		level, name = "syscall.SOL_SOCKET", fmt.Sprintf("%#x /* %s */", num, o.Name)
+		fmt.Fprintf(b, "\t\terr = syscall.SetsockoptInt(tl, %s, %s, %d)\n", level, name, opt.Value)
+		if level == "syscall.SOL_SOCKET" {
+			fmt.Fprintf(b, "\t\tif err == syscall.ENOPROTOOPT {\n\t\t\ttwUnsupported(%q, tl)\n\t\t\treturn\n\t\t}\n", format)
+		}
+		failIf(format, ", tl")
+	}
+	fmt.Fprintf(b, "\t\terr = syscall.Bind(tl, sockaddr(%q%s))\n", o.addr, port)
+	failIf("bind(%d, "+cFormat(o.addrColon())+"%d)", ", tl", port)
+	b.WriteString("\t\terr = syscall.Listen(tl, 128)\n")
+	failIf("listen(%d)", ", tl")
+	b.WriteString("\t\ttc, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)\n")
+	b.WriteString("\t\tif err != nil {\n\t\t\ttwFail(err, \"socket(inet, tcp)\")\n\t\t\treturn\n\t\t}\n\t\ttw(tc, \"socket(inet, tcp)\")\n")
+	fmt.Fprintf(b, "\t\terr = syscall.Connect(tc, sockaddr(%q%s))\n", o.dst, port)
+	failIf("connect(%d, "+cFormat(o.dst)+":%d)", ", tc", port)
+	b.WriteString("\t\tts, err = acceptWait(tl)\n")
+	b.WriteString("\t\tif err != nil {\n\t\t\ttwFail(err, \"accept(%d)\", tl)\n\t\t\treturn\n\t\t}\n\t\ttw(ts, \"accept(%d)\", tl)\n")
+	b.WriteString("\t\terr = syscall.Close(tl)\n")
+	failIf("close(%d)", ", tl")
+	b.WriteString("\t\terr = syscall.Close(ts)\n")
+	failIf("close(%d)", ", ts")
+	b.WriteString("\t\t// The client waits for the server's FIN: the read that sees it returns 0.\n")
+	b.WriteString("\t\tbuf := make([]byte, 64)\n\t\tfor {\n\t\t\tn, err = syscall.Read(tc, buf)\n")
+	b.WriteString("\t\t\tif n == 0 || err != nil && err != syscall.EINTR {\n\t\t\t\tbreak\n\t\t\t}\n\t\t}\n")
+	failIf("read(%d)", ", tc")
+	b.WriteString("\t\terr = syscall.Close(tc)\n")
+	failIf("close(%d)", ", tc")
+	b.WriteString("\t\ttime.Sleep(10 * time.Millisecond) // the ACK that moves the server to TIME_WAIT is processed asynchronously\n")
+	b.WriteString("\t\tok(twCalls(), 0)\n\t}\n")
+}
+
+// goOption is an option's level and name in an emitted Go file for goos;
+// false where goos does not define it.
+func goOption(opt, goos string) (level, name string, ok bool) {
+	switch opt {
+	case "SO_REUSEADDR":
+		return "syscall.SOL_SOCKET", "syscall.SO_REUSEADDR", true
+	case "IPV6_V6ONLY":
+		return "syscall.IPPROTO_IPV6", "syscall.IPV6_V6ONLY", true
+	}
+	num, ok := optionNumbers[goos][opt]
+	if !ok {
+		return "", "", false
+	}
+	return "syscall.SOL_SOCKET", fmt.Sprintf("%#x /* %s */", num, opt), true
+}
+
+// goSetopt sets one option, call being the step's call up to it;
+// "unsupported" where goos lacks it or the kernel refuses it with
+// ENOPROTOOPT at SOL_SOCKET, as the agent says.
+func goSetopt(b *strings.Builder, s string, o wire.Option, goos, call string) {
+	level, name, ok := goOption(o.Name, goos)
+	if !ok {
+		fmt.Fprintf(b, "\tunsupported(%s) // %s is not defined on %s\n\treturn\n", call, o.Name, goos)
+		return
 	}
 	fmt.Fprintf(b, "\terr = syscall.SetsockoptInt(%s, %s, %s, %d)\n", s, level, name, o.Value)
 	if level == "syscall.SOL_SOCKET" {
-		fmt.Fprintf(b, "\tif err == syscall.ENOPROTOOPT {\n\t\tunsupported(%d, %s)\n\t\treturn\n\t}\n", n, text)
+		fmt.Fprintf(b, "\tif err == syscall.ENOPROTOOPT {\n\t\tunsupported(%s)\n\t\treturn\n\t}\n", call)
 	}
-	fmt.Fprintf(b, "\tif err != nil {\n\t\tfail(%d, %s, err)\n\t\treturn\n\t}\n", n, text)
+	fmt.Fprintf(b, "\tif err != nil {\n\t\tfail(%s, err)\n\t\treturn\n\t}\n", call)
 }
 
 // goPrelude is the package clause, imports and helpers of an emitted Go file.
@@ -148,11 +206,10 @@ const goPrelude = `package main
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
 	"time"
 )
-
-var _ = time.Millisecond
 
 // errnoNames names an errno as lab's agent does.
 var errnoNames = map[syscall.Errno]string{
@@ -164,17 +221,81 @@ var errnoNames = map[syscall.Errno]string{
 	syscall.EPROTONOSUPPORT: "EPROTONOSUPPORT", syscall.ECONNRESET: "ECONNRESET", syscall.ENETUNREACH: "ENETUNREACH",
 }
 
-func ok(n int, text string) { fmt.Printf("step %d: %s: ok\n", n, text) }
+// cur is the step being run, as step announced it.
+var cur struct {
+	n                    int
+	text, family, opts   string
+	start                time.Time
+}
 
-func unsupported(n int, text string) { fmt.Printf("step %d: %s: unsupported\n", n, text) }
+// step starts step n: its text, its socket's family and the options it sets
+// as the trace shows them.
+func step(n int, text, family, opts string) {
+	cur.n, cur.text, cur.family, cur.opts, cur.start = n, text, family, opts, time.Now()
+}
 
-func fail(n int, text string, err error) {
+// trace prints the step as lab repro prints the agent's: its result, then
+// the call as the OS saw it, the family, the options, what the call returned
+// and how long the step took, separated by two spaces. A step without a
+// family (timewait) shows neither options nor a return value: the agent
+// records none for it.
+func trace(result, call string, ret int) {
+	us := time.Since(cur.start).Microseconds()
+	fmt.Printf("step %d: %s: %s\n", cur.n, cur.text, result)
+	fmt.Printf("        %s", call)
+	if cur.family != "" {
+		fmt.Printf("  family %s", cur.family)
+		if cur.opts != "" {
+			fmt.Printf("  %s", cur.opts)
+		}
+		fmt.Printf("  returned %d", ret)
+	}
+	fmt.Printf("  %d\u00b5s\n", us)
+}
+
+func ok(call string, ret int) { trace("ok", call, ret) }
+
+func unsupported(call string) { trace("unsupported", call, -1) }
+
+// errName is err as the agent names it, with its number.
+func errName(err error) string {
 	e, _ := err.(syscall.Errno)
 	name, found := errnoNames[e]
 	if !found {
 		name = fmt.Sprintf("errno%d", int(e))
 	}
-	fmt.Printf("step %d: %s: %s (%d)\n", n, text, name, int(e))
+	return fmt.Sprintf("%s (%d)", name, int(e))
+}
+
+// fail reports the step's failure; the program ends there, as the agent
+// ends a scenario at its first step that fails.
+func fail(call string, err error) { trace(errName(err), call, -1) }
+
+// twList is a timewait step's call: its endpoint, then every call it made
+// with what it returned, strace-style, as the agent lists them.
+var twHead string
+var twList []string
+
+func twBegin(format string, port int) { twHead, twList = fmt.Sprintf(format, port), nil }
+
+func twCalls() string { return twHead + ": " + strings.Join(twList, "; ") }
+
+// tw adds a call that returned ret.
+func tw(ret int, format string, args ...any) {
+	twList = append(twList, fmt.Sprintf(format, args...)+fmt.Sprintf(" = %d", ret))
+}
+
+// twFail adds a call that failed with err and fails the step.
+func twFail(err error, format string, args ...any) {
+	name, _, _ := strings.Cut(errName(err), " (")
+	twList = append(twList, fmt.Sprintf(format, args...)+" = -1 "+name)
+	fail(twCalls(), err)
+}
+
+// twUnsupported adds a setsockopt the OS lacks and ends the step.
+func twUnsupported(format string, args ...any) {
+	twList = append(twList, fmt.Sprintf(format, args...)+" = -1 unsupported")
+	unsupported(twCalls())
 }
 
 // sockaddr is addr:port; the address, not the socket, decides the family,

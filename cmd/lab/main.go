@@ -261,6 +261,9 @@ func cmdTargets(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	provs := orchestrator.Providers()
+	type row struct{ name, what, status string }
+	var rows []row
+	nameW, whatW := 0, 0
 	for _, t := range ts {
 		what := t.Provider
 		switch {
@@ -279,7 +282,11 @@ func cmdTargets(ctx context.Context, args []string) int {
 		} else if err := p.Check(t); err != nil {
 			status = "not available on this host: " + err.Error()
 		}
-		fmt.Printf("%-14s %-50s %s\n", t.Name, what, status)
+		rows = append(rows, row{t.Name, what, status})
+		nameW, whatW = max(nameW, len(t.Name)), max(whatW, len(what))
+	}
+	for _, r := range rows {
+		fmt.Printf("%-*s  %-*s  %s\n", nameW, r.name, whatW, r.what, r.status)
 	}
 	return exitOK
 }

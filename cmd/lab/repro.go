@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -133,8 +132,14 @@ func cmdRepro(ctx context.Context, args []string) int {
 		return exitInfra
 	}
 	res := tr.Results[0]
-	printTrace(os.Stdout, sc, &tr, &res)
-	fmt.Printf("results: %s\n", sum.Dir)
+	var trace bytes.Buffer
+	printTrace(io.MultiWriter(os.Stdout, &trace), sc, &tr, &res)
+	traceFile := filepath.Join(sum.Dir, t.Name+".trace.txt")
+	if err := rundir.WriteFile(traceFile, trace.Bytes()); err != nil {
+		fmt.Fprintln(os.Stderr, "lab repro:", err)
+		return exitInfra
+	}
+	fmt.Printf("trace: %s\nresults: %s\n", traceFile, sum.Dir)
 	if *lang == "" {
 		return exitOK
 	}
@@ -167,6 +172,12 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 	fmt.Printf("reproducer: %s\n", file)
 	bin := filepath.Join(dir, "repro-"+lang)
 	var build *exec.Cmd
+	var cflags []string
+	if lang == "c" && emit.NeedsFreshPorts(sc.Scenario) {
+		// The agent's TIME_WAIT entries on its ports are still there.
+		cflags = append(cflags, "-DLAB_FRESH_PORTS")
+	}
+	hostLinux := goos == "linux" && goarch == runtime.GOARCH && runtime.GOOS == "linux"
 	switch {
 	case lang == "go":
 		build = exec.CommandContext(ctx, "go", "build", "-o", bin, file)
@@ -175,39 +186,100 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 		}
 		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
 	case t.Provider == "local":
-		build = exec.CommandContext(ctx, "cc", "-O2", "-o", bin, file)
-	case goos == "linux" && goarch == runtime.GOARCH && runtime.GOOS == "linux":
-		// A static binary runs in the microVM, which has no C library to link against.
-		build = exec.CommandContext(ctx, "cc", "-static", "-O2", "-o", bin, file)
+		build = exec.CommandContext(ctx, "cc", append([]string{"-O2", "-o", bin, file}, cflags...)...)
+	case t.Provider == "qemu" && t.Suite != "" && hostLinux:
+		// A static binary runs in the microVM, which has no C library to
+		// link against (and no compiler).
+		build = exec.CommandContext(ctx, "cc", append([]string{"-static", "-O2", "-o", bin, file}, cflags...)...)
+	case goos != "windows":
+		// Reached over SSH with a POSIX shell: the target's own cc builds
+		// the program, where it has one.
+		has, err := hasCC(ctx, m)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lab repro: looking for cc on %s: %v\n", t.Name, err)
+			return exitInfra
+		}
+		if has {
+			script := filepath.Join(dir, "repro-c.sh")
+			if err := os.WriteFile(script, buildScript(src, cflags), 0o755); err != nil {
+				fmt.Fprintln(os.Stderr, "lab repro:", err)
+				return exitInfra
+			}
+			fmt.Printf("building and running %s with cc on %s (%s)\n", file, t.Name, script)
+			bin = script
+			break
+		}
+		if hostLinux {
+			// A Linux host without a compiler runs a static binary built here.
+			build = exec.CommandContext(ctx, "cc", append([]string{"-static", "-O2", "-o", bin, file}, cflags...)...)
+			break
+		}
+		fmt.Printf("no cc on %s and no compiler for %s/%s here: compile %s on the target and compare its output with the trace above\n", t.Name, goos, goarch, file)
+		return exitOK
 	default:
 		fmt.Printf("no compiler for %s/%s here: compile %s on the target and compare its output with the trace above\n", goos, goarch, file)
 		return exitOK
 	}
-	if lang == "c" && emit.NeedsFreshPorts(sc.Scenario) {
-		// The agent's TIME_WAIT entries on its ports are still there.
-		build.Args = append(build.Args, "-DLAB_FRESH_PORTS")
-	}
-	if b, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "lab repro: building %s: %v\n%s", file, err, b)
-		return exitInfra
+	if build != nil {
+		if b, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "lab repro: building %s: %v\n%s", file, err, b)
+			return exitInfra
+		}
 	}
 	out, err := orchestrator.RunProgram(ctx, m, bin)
-	os.WriteFile(bin+".out", out, 0o644)
+	outFile := strings.TrimSuffix(bin, ".sh") + ".trace.txt"
+	if werr := rundir.WriteFile(outFile, out); werr != nil {
+		fmt.Fprintln(os.Stderr, "lab repro:", werr)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lab repro: running the reproducer on %s: %v\n", t.Name, err)
 		return exitInfra
 	}
-	fmt.Printf("reproducer's trace on %s:\n%s", t.Name, out)
+	fmt.Printf("reproducer's trace on %s (%s):\n%s", t.Name, outFile, out)
 	got, err := emit.Parse(bytes.NewReader(out))
 	if err == nil {
-		err = emit.Compare(res.Steps, got)
+		err = emit.Compare(res, got)
 	}
 	if err != nil {
 		fmt.Printf("reproducer DIFFERS from the agent:\n%v\n", err)
 		return exitChanged
 	}
-	fmt.Println("reproducer matches the agent: same result at every step")
+	fmt.Println("reproducer matches the agent: same call, arguments and result at every step")
 	return exitOK
+}
+
+// hasCC says whether the machine, reached over SSH, has a C compiler named
+// cc on its PATH; an error is the connection's, not the answer.
+func hasCC(ctx context.Context, m orchestrator.Machine) (bool, error) {
+	var out bytes.Buffer
+	if err := m.Run(ctx, "command -v cc || true", strings.NewReader(""), &out); err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(out.String()) != "", nil
+}
+
+// buildScript is a shell script that builds the C program src with the
+// machine's cc and cflags in a temporary directory, runs it and removes
+// the directory. It is uploaded and run as the agent is (with its
+// privileges): the program's output is its own, cc's goes to stderr.
+func buildScript(src []byte, cflags []string) []byte {
+	var b bytes.Buffer
+	b.WriteString("#!/bin/sh\n# lab repro: builds the reproducer with this machine's cc and runs it.\n")
+	b.WriteString("d=$(mktemp -d \"${TMPDIR:-/tmp}/lab-repro.XXXXXX\") || exit 1\n")
+	b.WriteString("trap 'rm -rf \"$d\"' EXIT\n")
+	b.WriteString("cat >\"$d/repro.c\" <<'LAB_REPRO_C'\n")
+	b.Write(src)
+	if !bytes.HasSuffix(src, []byte("\n")) {
+		b.WriteByte('\n')
+	}
+	b.WriteString("LAB_REPRO_C\n")
+	b.WriteString("cc -O2")
+	for _, f := range cflags {
+		b.WriteString(" " + f)
+	}
+	b.WriteString(" -o \"$d/repro\" \"$d/repro.c\" >&2 || { echo \"lab repro: cc failed on $(uname -n)\" >&2; exit 1; }\n")
+	b.WriteString("\"$d/repro\"\n")
+	return b.Bytes()
 }
 
 // printTrace prints a scenario's result readably: every step with the call
@@ -230,42 +302,9 @@ func printTrace(w io.Writer, sc *scenario.Scenario, tr *rundir.Target, o *rundir
 		fmt.Fprintf(w, "  -- %s the answer (%s)", verdict, claim)
 	}
 	fmt.Fprintln(w)
-	var vals []string
-	for k, v := range o.Ports {
-		vals = append(vals, fmt.Sprintf("%s=%d", k, v))
-	}
-	for k, v := range o.Addrs {
-		vals = append(vals, k+"="+v)
-	}
-	sort.Strings(vals)
-	fmt.Fprintf(w, "values   %s\n", strings.Join(vals, " "))
+	emit.WriteValues(w, o.Ports, o.Addrs)
 	for i, s := range o.Steps {
-		res := s.Result
-		if s.Errno != 0 {
-			res = fmt.Sprintf("%s (%d)", s.Result, s.Errno)
-		}
-		fmt.Fprintf(w, "step %d: %s: %s\n", i+1, s.Text, res)
-		var what []string
-		if s.Call != "" {
-			what = append(what, s.Call)
-		}
-		if s.Family != "" {
-			what = append(what, "family "+s.Family)
-		}
-		for _, opt := range s.Options {
-			what = append(what, fmt.Sprintf("setsockopt(%s, %s, %d)", opt.Level, opt.Name, opt.Value))
-		}
-		if s.Ret != nil {
-			what = append(what, fmt.Sprintf("returned %d", *s.Ret))
-		}
-		if s.Local != "" {
-			what = append(what, "local "+s.Local)
-		}
-		if s.Counts != nil {
-			what = append(what, fmt.Sprintf("counts %v of %d", s.Counts, s.Sent))
-		}
-		what = append(what, fmt.Sprintf("%dµs", s.Micros))
-		fmt.Fprintf(w, "        %s\n", strings.Join(what, "  "))
+		emit.WriteStep(w, i+1, s)
 	}
 	if len(o.Steps) < len(sc.Steps) {
 		fmt.Fprintf(w, "(steps %d-%d not run)\n", len(o.Steps)+1, len(sc.Steps))

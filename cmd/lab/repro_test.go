@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
+	"lab/internal/testenv"
 	"lab/orchestrator"
 )
 
@@ -53,10 +58,175 @@ func TestReproLocal(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stdout, "step 4: bind B addr1:P: EADDRINUSE (98)") {
 			t.Errorf("--emit %s: exit %d\nstdout:\n%s\nstderr:\n%s", lang, code, stdout, stderr)
 		}
+		checkTraceFile(t, stdout, "local")
+		// The reproducer prints each call with its arguments as the agent
+		// does, not only the result.
+		repro := stdout[strings.Index(stdout, "reproducer's trace"):]
+		for _, want := range []string{"bind(127.0.0.2:", "socket(inet, tcp)  family inet  returned ", "returned -1"} {
+			if !strings.Contains(repro, want) {
+				t.Errorf("--emit %s: the reproducer's trace has no %q:\n%s", lang, want, repro)
+			}
+		}
 	}
 	code, _, stderr := lab(t, bin, nil, "repro", "--target", "local", "--scenario", "distribution/udp-reuseport", "--emit", "c", "--out", out)
 	if code != exitUsage || !strings.Contains(stderr, "not supported by --emit") {
 		t.Errorf("timewait with --emit: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// checkTraceFile checks lab repro saved the trace it printed for target in
+// the run's directory, and said where.
+func checkTraceFile(t *testing.T, stdout, target string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(stdout, "\ntrace: ")
+	if !ok {
+		t.Errorf("lab repro does not say where the trace is:\n%s", stdout)
+		return
+	}
+	path, _, _ := strings.Cut(rest, "\n")
+	if filepath.Base(path) != target+".trace.txt" {
+		t.Errorf("trace saved as %s, want <run dir>/%s.trace.txt", path, target)
+	}
+	saved, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(saved) == 0 || !strings.HasPrefix(stdout, string(saved)) || !strings.Contains(string(saved), "\nstep 1: ") {
+		t.Errorf("%s is not the trace lab repro printed:\n%s\nprinted:\n%s", path, saved, stdout)
+	}
+}
+
+// shMachine runs commands with the local sh and the given PATH, standing
+// in for a machine reached over SSH.
+type shMachine struct{ path string }
+
+func (shMachine) Upload(ctx context.Context, local string) (string, error) { return local, nil }
+
+func (m shMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	c.Env = append(os.Environ(), "PATH="+m.path)
+	var stderr bytes.Buffer
+	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, &stderr
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("%w: %s", err, stderr.Bytes())
+	}
+	return nil
+}
+
+func (shMachine) Close(context.Context) error { return nil }
+
+func TestHasCC(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no cc here")
+	}
+	for _, tc := range []struct {
+		name, path string
+		want       bool
+	}{
+		{"cc on PATH", filepath.Dir(cc), true},
+		{"no cc", t.TempDir(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := hasCC(context.Background(), shMachine{tc.path})
+			if err != nil || got != tc.want {
+				t.Errorf("hasCC = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBuildScript runs the script that builds a reproducer on the target
+// here, as RunProgram runs it there: the program's output is the script's,
+// cflags reach cc, a program cc refuses fails the script, and nothing is
+// left in the temporary directory.
+func TestBuildScript(t *testing.T) {
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("no cc here")
+	}
+	const src = `#include <stdio.h>
+int main(void)
+{
+#ifdef LAB_FRESH_PORTS
+	printf("fresh\n");
+#endif
+	printf("step 1: it's 'quoted' $HOME \\ ok\n");
+	return 0;
+}
+`
+	for _, tc := range []struct {
+		name   string
+		src    string
+		cflags []string
+		want   string // the output; "" for a failure
+	}{
+		{"plain", src, nil, "step 1: it's 'quoted' $HOME \\ ok\n"},
+		{"fresh ports", src, []string{"-DLAB_FRESH_PORTS"}, "fresh\nstep 1: it's 'quoted' $HOME \\ ok\n"},
+		{"does not compile", "int main(void) { return x; }\n", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			script := filepath.Join(t.TempDir(), "repro-c.sh")
+			os.WriteFile(script, buildScript([]byte(tc.src), tc.cflags), 0o755)
+			t.Setenv("TMPDIR", tmp)
+			out, err := orchestrator.RunProgram(context.Background(), shMachine{os.Getenv("PATH")}, script)
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("a program cc refuses ran: %q", out)
+				}
+			} else if err != nil || string(out) != tc.want {
+				t.Errorf("got %q, %v; want %q", out, err, tc.want)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) > 0 {
+				t.Errorf("the script left %v in TMPDIR", left)
+			}
+		})
+	}
+}
+
+// startSSHD starts a private OpenSSH server on 127.0.0.1
+// (testenv.StartSSHD), standing in for a host lab reaches over SSH, and
+// returns a targets file naming it "ssh-host".
+func startSSHD(t *testing.T) (targets string) {
+	t.Helper()
+	s := testenv.StartSSHD(t)
+	dir := t.TempDir()
+	u, _ := user.Current()
+	targets = filepath.Join(dir, "targets.yaml")
+	os.WriteFile(targets, []byte(fmt.Sprintf(`targets:
+  - name: ssh-host
+    provider: ssh
+    host: %s
+    user: %s
+    key: %s
+    known_hosts: %s
+    os: linux
+    arch: %s
+`, s.Addr, u.Username, s.Key, s.KnownHosts, runtime.GOARCH)), 0o644)
+	return targets
+}
+
+// TestReproSSHRemoteCC: on a host reached over SSH that has cc, the C
+// reproducer is uploaded as source, built there and run, and its trace
+// matches the agent's; nothing is left on the host.
+func TestReproSSHRemoteCC(t *testing.T) {
+	targets := startSSHD(t)
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Fatal("no cc on the SSH host (Debian: apt-get install gcc libc6-dev)")
+	}
+	bin := labBinary(t)
+	out := t.TempDir()
+	before, _ := filepath.Glob("/tmp/lab-repro.*")
+	// timewait/reuseaddr-both is built with fresh ports (-DLAB_FRESH_PORTS).
+	for _, id := range []string{"bsd-table/row1/off", "timewait/reuseaddr-both"} {
+		code, stdout, stderr := lab(t, bin, nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", id, "--emit", "c", "--out", out)
+		if code != 0 || !strings.Contains(stdout, "with cc on ssh-host") || !strings.Contains(stdout, "reproducer matches the agent") {
+			t.Errorf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", id, code, stdout, stderr)
+		}
+		checkTraceFile(t, stdout, "ssh-host")
+	}
+	if after, _ := filepath.Glob("/tmp/lab-repro.*"); len(after) != len(before) {
+		t.Errorf("lab left files on the host: %v (before: %v)", after, before)
 	}
 }
 
