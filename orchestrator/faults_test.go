@@ -6,17 +6,20 @@ package orchestrator_test
 // injected (sshd killed, the connection cut, the agent stopped, a full disk,
 // a changed host key, SIGINT/SIGTERM in every phase of a real lab process).
 // For every fault the target's error names the target and the phase, the
-// results measured before it are kept, and no QEMU outlives the run. Run it
-// with:
+// results measured before it are kept, and no QEMU outlives the run. The
+// guest tests of the main suite that inject a fault (QEMU killed, no SSH, a
+// wrong host key, SIGINT in the run) add their rows through recordFault when
+// run with this tag. Run it from the package's directory, so the table is
+// printed when it passes:
 //
-//	LAB_CACHE=/var/tmp/lab-cache go test -tags faults -run 'TestFault' -count=1 -timeout 40m ./orchestrator/
+//	cd orchestrator && LAB_CACHE=/var/tmp/lab-cache go test -tags faults -count=1 -timeout 40m \
+//		-run 'TestFault|TestQEMUKilledMidRun|TestGuestNeverOpensSSH|TestWrongHostKeyRefused|TestInterruptDuringRun'
 
 import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +67,9 @@ func record(r faultRow) {
 
 // TestMain prints the summary table after the suite.
 func TestMain(m *testing.M) {
+	recordFault = func(fault string, injected, survived bool, measured, kept int) {
+		record(faultRow{fault: fault, injected: injected, survived: survived, measured: measured, kept: kept})
+	}
 	code := m.Run()
 	if len(faultRows) > 0 {
 		var b strings.Builder
@@ -109,24 +115,36 @@ func guestAddr(t *testing.T, s string) string {
 	return m[1]
 }
 
-// guestExec runs cmd on the guest at addr over a second SSH connection, as
-// root, and returns its output.
-func guestExec(t *testing.T, img *image.Image, addr, cmd string) (string, error) {
+// guestShell is a root SSH connection to the run's guest beside lab's own.
+// faultRun dials it as soon as the guest answers SSH, so that injecting a
+// fault later costs one session rather than a key exchange under TCG: the
+// catalog runs in about 2 s in the guest, and a fault that lands after the
+// agent finished tests nothing.
+type guestShell struct{ c *remote.Client }
+
+func dialGuest(img *image.Image, addr string) (*guestShell, error) {
 	signer, err := img.ClientSigner()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	key, err := img.HostPublicKey()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	c, err := remote.Dial(context.Background(), remote.Config{Addr: addr, User: img.User, Signer: signer, HostKey: ssh.FixedHostKey(key), Deadline: 30 * time.Second, MaxBannerWait: time.Second})
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("dialling the guest at %s: %w", addr, err)
 	}
-	defer c.Close()
+	return &guestShell{c: c}, nil
+}
+
+// exec runs cmd in the guest as root and returns its output.
+func (g *guestShell) exec(cmd string) (string, error) {
+	if g == nil {
+		return "", errors.New("no shell on the guest")
+	}
 	var out strings.Builder
-	remoteErr, transportErr := c.Run(context.Background(), cmd, nil, &out, &out)
+	remoteErr, transportErr := g.c.Run(context.Background(), cmd, nil, &out, &out)
 	return out.String(), errors.Join(remoteErr, transportErr)
 }
 
@@ -140,26 +158,41 @@ func noChildren(t *testing.T) {
 	}
 }
 
-// faultRun runs the whole catalog on linux-6.1 and calls inject (once, from
-// the progress callback, so the run waits for it) when ready(state) first
-// holds. It returns the summary, the run directory read back, and the most
-// results the orchestrator ever reported measured.
-func faultRun(t *testing.T, only string, ready func(orchestrator.TargetState) bool, inject func(opts orchestrator.Options) error) (*orchestrator.Summary, *rundir.Dir, int, bool) {
+// faultRun runs scs on linux-6.1 and calls inject (once, from the progress
+// callback, so the run waits for it) when ready(state) first holds, with a
+// shell on the guest dialled as soon as the guest answered lab's SSH. It
+// returns the summary, the run directory read back, and the most results the
+// orchestrator ever reported measured.
+func faultRun(t *testing.T, scs []scenario.Scenario, ready func(orchestrator.TargetState) bool, inject func(sh *guestShell) error) (*orchestrator.Summary, *rundir.Dir, int, bool) {
 	t.Helper()
-	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scenarios(t, only))
+	img := guestImage(t)
+	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
 	var once sync.Once
 	injected, measured := false, 0
+	var sh *guestShell
+	dialled := false
 	opts.Progress = progressFunc(func(s orchestrator.TargetState) {
 		measured = max(measured, s.Done) // every result the orchestrator reported
+		if !dialled && (s.Phase == "build" || s.Phase == "upload" || s.Phase == "run") {
+			dialled = true
+			var err error
+			if sh, err = dialGuest(img, guestAddr(t, opts.ResultsDir)); err != nil {
+				t.Errorf("opening a shell on the guest: %v", err)
+			} else {
+				t.Cleanup(func() { sh.c.Close() })
+			}
+		}
 		if !ready(s) {
 			return
 		}
 		once.Do(func() {
-			if err := inject(opts); err != nil {
+			start := time.Now()
+			if err := inject(sh); err != nil {
 				t.Errorf("injecting the fault: %v", err)
 				return
 			}
 			injected = true
+			t.Logf("fault injected in %v, %d results measured before it", time.Since(start).Round(time.Millisecond), s.Done)
 		})
 	})
 	sum, err := orchestrator.Run(context.Background(), opts)
@@ -210,8 +243,22 @@ func inRun(n int) func(orchestrator.TargetState) bool {
 
 // signalByName is a guest shell command (busybox has no pkill) that sends
 // sig to every process whose name starts with prefix and prints the names.
+// It reads each name with the shell's own read, not a cat per process, so
+// that it takes milliseconds under TCG rather than most of a second.
 func signalByName(sig, prefix string) string {
-	return fmt.Sprintf(`for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null); case "$c" in %s*) kill -%s ${p#/proc/} && echo "$c";; esac; done`, prefix, sig)
+	return fmt.Sprintf(`for p in /proc/[0-9]*; do { read -r c <$p/comm; } 2>/dev/null || continue; case "$c" in %s*) kill -%s ${p#/proc/} && echo "$c";; esac; done`, prefix, sig)
+}
+
+// catalogTwice is the catalog followed by a copy of itself (ids suffixed
+// "/again"), so that the agent is still busy for seconds after a fault's
+// trigger fires in the run.
+func catalogTwice(t *testing.T) []scenario.Scenario {
+	scs := scenarios(t, "")
+	for _, sc := range scenarios(t, "") {
+		sc.ID += "/again"
+		scs = append(scs, sc)
+	}
+	return scs
 }
 
 // TestFaultSSHDKilled kills every sshd in the guest, the listening one and
@@ -219,9 +266,11 @@ func signalByName(sig, prefix string) string {
 // init powers off when sshd dies.
 func TestFaultSSHDKilled(t *testing.T) {
 	needGuests(t)
-	img := guestImage(t)
-	sum, d, measured, injected := faultRun(t, "", inRun(5), func(opts orchestrator.Options) error {
-		_, err := guestExec(t, img, guestAddr(t, opts.ResultsDir), signalByName("TERM", "sshd"))
+	sum, d, measured, injected := faultRun(t, catalogTwice(t), inRun(5), func(sh *guestShell) error {
+		// The shell ignores the hangup and the broken pipe that killing
+		// its own sshd brings, so that it lives to kill the listener too,
+		// whatever order /proc lists them in.
+		_, err := sh.exec("trap '' HUP PIPE; " + signalByName("TERM", "sshd"))
 		var tErr *remote.TransportError
 		if errors.As(err, &tErr) {
 			err = nil // killing sshd ends this session too
@@ -233,6 +282,11 @@ func TestFaultSSHDKilled(t *testing.T) {
 		return err
 	})
 	checkFailed(t, "sshd killed in the guest (run)", sum, d, measured, injected, "run")
+	// The guest powers off when its sshd dies: once QEMU is gone there is
+	// nothing to reconnect to.
+	if e := d.Targets[0].Error; reconnectedToDeadGuest(e) {
+		t.Errorf("error %q: lab reconnected to a guest it knew had died", e)
+	}
 }
 
 // TestFaultAgentStopped stops the agent with SIGSTOP: sshd still answers the
@@ -240,13 +294,12 @@ func TestFaultSSHDKilled(t *testing.T) {
 // target.
 func TestFaultAgentStopped(t *testing.T) {
 	needGuests(t)
-	img := guestImage(t)
 	start := time.Now()
 	var stopped time.Time
-	sum, d, measured, injected := faultRun(t, "", inRun(5), func(opts orchestrator.Options) error {
-		out, err := guestExec(t, img, guestAddr(t, opts.ResultsDir), signalByName("STOP", "lab-agent-")+" | grep -q lab-agent && echo stopped")
+	sum, d, measured, injected := faultRun(t, catalogTwice(t), inRun(5), func(sh *guestShell) error {
+		out, err := sh.exec(signalByName("STOP", "lab-agent-") + " | grep -q lab-agent && echo stopped")
 		if err == nil && !strings.Contains(out, "stopped") {
-			err = fmt.Errorf("pkill: %s", out)
+			err = fmt.Errorf("no agent to stop: %s", out)
 		}
 		stopped = time.Now()
 		return err
@@ -259,11 +312,10 @@ func TestFaultAgentStopped(t *testing.T) {
 // uploaded there.
 func TestFaultDiskFull(t *testing.T) {
 	needGuests(t)
-	img := guestImage(t)
-	sum, d, _, injected := faultRun(t, "bsd-table/*", func(s orchestrator.TargetState) bool { return s.Phase == "upload" }, func(opts orchestrator.Options) error {
+	sum, d, _, injected := faultRun(t, scenarios(t, "bsd-table/*"), func(s orchestrator.TargetState) bool { return s.Phase == "upload" }, func(sh *guestShell) error {
 		// A small tmpfs over /tmp fills in an instant and leaves the
 		// guest's memory (its root file system) alone.
-		out, err := guestExec(t, img, guestAddr(t, opts.ResultsDir), "mount -t tmpfs -o size=512k tmpfs /tmp && dd if=/dev/zero of=/tmp/fill bs=4k 2>&1; df /tmp")
+		out, err := sh.exec("mount -t tmpfs -o size=512k tmpfs /tmp && dd if=/dev/zero of=/tmp/fill bs=4k 2>&1; df /tmp")
 		t.Logf("filling /tmp: %v\n%s", err, out)
 		if !strings.Contains(out, "100%") {
 			return fmt.Errorf("/tmp is not full: %s", out)
@@ -633,7 +685,7 @@ func signalInPhase(t *testing.T, bin, phase string, sig syscall.Signal) {
 				continue
 			}
 			if phase == "run" {
-				results = waitForResult(out)
+				results = waitForResult(out, 60*time.Second)
 			}
 			cmd.Process.Signal(sig)
 			sent = true
@@ -702,23 +754,6 @@ func exitCode(err error) int {
 		return 0
 	}
 	return -1
-}
-
-// waitForResult waits up to 60 s for the target's file under out to hold a
-// result and returns how many it holds.
-func waitForResult(out string) int {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		files, _ := filepath.Glob(filepath.Join(out, "*", "linux-6.1.json"))
-		if len(files) == 1 {
-			var tr rundir.Target
-			if b, err := os.ReadFile(files[0]); err == nil && json.Unmarshal(b, &tr) == nil && len(tr.Results) > 0 {
-				return len(tr.Results)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return 0
 }
 
 // TestFaultScenarioHangs gives scenarios whose steps take far longer than

@@ -5,6 +5,7 @@ package orchestrator_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -185,7 +186,10 @@ func TestQEMUKilledMidRun(t *testing.T) {
 	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
 	var once sync.Once
 	killed := make(chan int, 1)
+	measured, kept := 0, 0
+	defer func() { recordFault("QEMU killed (run)", len(killed) == 1, !t.Failed(), measured, kept) }()
 	opts.Progress = progressFunc(func(s orchestrator.TargetState) {
+		measured = max(measured, s.Done)
 		if s.Phase == "run" && s.Done >= 5 {
 			once.Do(func() {
 				procs := qemuProcs(opts.ResultsDir)
@@ -206,9 +210,7 @@ func TestQEMUKilledMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer noQEMULeft(t, sum.Dir)
-	select {
-	case <-killed:
-	default:
+	if len(killed) == 0 {
 		t.Fatal("QEMU was never killed: the run ended before 5 results")
 	}
 	tr := sum.Targets[0]
@@ -220,12 +222,16 @@ func TestQEMUKilledMidRun(t *testing.T) {
 			t.Errorf("error %q does not say %q", tr.Error, want)
 		}
 	}
+	if reconnectedToDeadGuest(tr.Error) {
+		t.Errorf("error %q: lab reconnected to a guest it knew had died", tr.Error)
+	}
 	d, err := rundir.Read(sum.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(d.Targets[0].Results); n < 5 || n >= len(scs) {
-		t.Errorf("%d results kept; want the 5 or more measured before the kill", n)
+	kept = len(d.Targets[0].Results)
+	if kept < max(5, measured) || kept >= len(scs) {
+		t.Errorf("%d results kept; want the %d measured before the kill", kept, max(5, measured))
 	}
 }
 
@@ -237,6 +243,7 @@ func TestGuestNeverOpensSSH(t *testing.T) {
 	tg := defaultTarget(t, "linux-6.1")
 	tg.KernelArgs = "rdinit=/bin/sh"
 	tg.BootTimeout = orchestrator.Duration(10 * time.Second)
+	defer func() { recordFault("guest never opens SSH (connect)", true, !t.Failed(), 0, 0) }()
 	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scenarios(t, "bsd-table/row1/*")))
 	if err != nil {
 		t.Fatal(err)
@@ -264,6 +271,7 @@ func TestGuestNeverOpensSSH(t *testing.T) {
 // is not its own: the connection is refused at once, not retried.
 func TestWrongHostKeyRefused(t *testing.T) {
 	needGuests(t)
+	defer func() { recordFault("wrong host key pinned (connect)", true, !t.Failed(), 0, 0) }()
 	ctx := context.Background()
 	spec, _ := image.DefaultSpec("linux-6.1")
 	img, err := image.Build(ctx, spec, cacheDir(t), nil)
@@ -305,6 +313,8 @@ func TestWrongHostKeyRefused(t *testing.T) {
 // interrupted and leaves no QEMU behind.
 func TestInterruptDuringRun(t *testing.T) {
 	needGuests(t)
+	measured, kept := 0, 0
+	defer func() { recordFault("SIGINT in run (lab exit 4)", measured > 0, !t.Failed(), measured, kept) }()
 	bin := filepath.Join(t.TempDir(), "lab")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/lab").CombinedOutput(); err != nil {
 		t.Fatalf("building lab: %v\n%s", err, out)
@@ -319,19 +329,7 @@ func TestInterruptDuringRun(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	// Interrupt once the agent has reported a result.
-	deadline := time.Now().Add(90 * time.Second)
-	var file string
-	for time.Now().Before(deadline) {
-		files, _ := filepath.Glob(filepath.Join(out, "*", "linux-6.1.json"))
-		if len(files) == 1 {
-			if b, _ := os.ReadFile(files[0]); strings.Contains(string(b), `"outcome"`) {
-				file = files[0]
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if file == "" {
+	if measured = waitForResult(out, 90*time.Second); measured == 0 {
 		t.Fatalf("no result within 90 s:\n%s", stderr.String())
 	}
 	cmd.Process.Signal(os.Interrupt)
@@ -341,7 +339,11 @@ func TestInterruptDuringRun(t *testing.T) {
 		t.Errorf("lab exited with %v, want exit status 4\n%s", err, stderr.String())
 	}
 	noQEMULeft(t, out)
-	d, err := rundir.Read(filepath.Dir(file))
+	runs, _ := filepath.Glob(filepath.Join(out, "*", "run.json"))
+	if len(runs) != 1 {
+		t.Fatalf("run directories: %v", runs)
+	}
+	d, err := rundir.Read(filepath.Dir(runs[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,8 +351,8 @@ func TestInterruptDuringRun(t *testing.T) {
 		t.Errorf("run status %s, want interrupted", d.Run.Status)
 	}
 	tr := d.Targets[0]
-	if tr.Status != rundir.StatusInterrupted || len(tr.Results) == 0 {
-		t.Errorf("target status %s with %d results; want interrupted with the results measured", tr.Status, len(tr.Results))
+	if kept = len(tr.Results); tr.Status != rundir.StatusInterrupted || kept < measured {
+		t.Errorf("target status %s with %d results; want interrupted with the %d measured before the signal", tr.Status, kept, measured)
 	}
 }
 
@@ -361,6 +363,38 @@ func (f progressFunc) Update(s orchestrator.TargetState) { f(s) }
 
 func fmtSscan(s string, pid *int) (int, error) { return fmt.Sscan(strings.SplitN(s, ":", 2)[0], pid) }
 
+// recordFault adds a row to the fault suite's summary table when that suite
+// is built in (-tags faults) and does nothing otherwise. The guest tests in
+// this file that inject a fault (QEMU killed, no SSH, a wrong host key,
+// SIGINT) call it, so the fault suite runs them too instead of copying them.
+var recordFault = func(fault string, injected, survived bool, measured, kept int) {}
+
 func fixedKey(k ssh.PublicKey) ssh.HostKeyCallback { return ssh.FixedHostKey(k) }
 
 func quietLog() hclog.Logger { return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}) }
+
+// waitForResult waits up to timeout for the target's file under out to hold a
+// result and returns how many it holds.
+func waitForResult(out string, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		files, _ := filepath.Glob(filepath.Join(out, "*", "linux-6.1.json"))
+		if len(files) == 1 {
+			var tr rundir.Target
+			if b, err := os.ReadFile(files[0]); err == nil && json.Unmarshal(b, &tr) == nil && len(tr.Results) > 0 {
+				return len(tr.Results)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0
+}
+
+// reconnectedToDeadGuest says whether a target's error shows lab trying to
+// reconnect ("...; then, connect: ...") after it had already seen the
+// guest's QEMU exit. A reconnect after a plain dropped connection is right,
+// even if the guest turns out to have died meanwhile.
+func reconnectedToDeadGuest(e string) bool {
+	before, _, found := strings.Cut(e, "; then, ")
+	return found && strings.Contains(before, "QEMU process exited")
+}

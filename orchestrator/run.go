@@ -263,7 +263,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 		err = tr.uploadAndRun(ctx, m, agentBin, tr.unmeasured(req))
 		r, ok := m.(Reconnecter)
 		var lost *remote.TransportError
-		if err == nil || !ok || !errors.As(err, &lost) || attempt == connectionAttempts || ctx.Err() != nil {
+		if err == nil || !ok || !errors.As(err, &lost) || errors.Is(err, errGuestExited) || attempt == connectionAttempts || ctx.Err() != nil {
 			return err
 		}
 		// Uploading again is safe (a fresh name each time), and so is

@@ -93,6 +93,10 @@ func windowsPath(sftpPath string) string {
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
+// errGuestExited says the guest's VM is gone: the connection it broke is not
+// worth making again.
+var errGuestExited = errors.New("the guest's QEMU process exited")
+
 // Run runs cmd; a VM that dies mid-run ends it at once.
 func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -101,7 +105,7 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 		go func() {
 			select {
 			case <-m.exited:
-				cancel(errors.New("the guest's QEMU process exited"))
+				cancel(errGuestExited)
 			case <-ctx.Done():
 			}
 		}()
@@ -116,7 +120,7 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 		// what happened to the guest, not only to the connection.
 		select {
 		case <-m.exited:
-			return fmt.Errorf("running agent: the guest's QEMU process exited: %w", transportErr)
+			return fmt.Errorf("running agent: %w: %w", errGuestExited, transportErr)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -145,7 +149,7 @@ func (m *sshMachine) Reconnect(ctx context.Context) error {
 	if m.exited != nil {
 		select {
 		case <-m.exited:
-			return errors.New("the guest's QEMU process exited")
+			return errGuestExited
 		default:
 		}
 	}
