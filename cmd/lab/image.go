@@ -5,18 +5,25 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"lab/image"
 	"lab/orchestrator"
 )
 
+const imageUsage = `usage: lab image build [-file lab.yaml] [NAME...]
+       lab image prune [-n]`
+
 // cmdImage builds the Debian microVM guests of the targets file ahead of a
 // run (a run builds what it needs anyway; this makes the first run fast and
-// lets CI cache images).
+// lets CI cache images), or prunes the images new packages superseded.
 func cmdImage(ctx context.Context, args []string) int {
+	if len(args) > 0 && args[0] == "prune" {
+		return cmdImagePrune(args[1:])
+	}
 	if len(args) == 0 || args[0] != "build" {
-		fmt.Fprintln(os.Stderr, "usage: lab image build [-file lab.yaml] [NAME...]")
+		fmt.Fprintln(os.Stderr, imageUsage)
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
@@ -52,3 +59,53 @@ func cmdImage(ctx context.Context, args []string) int {
 	}
 	return status
 }
+
+// cmdImagePrune removes the images a newer build of the same target
+// superseded, and the .debs only they used. A kept guest's image stays.
+func cmdImagePrune(args []string) int {
+	fs := flag.NewFlagSet("image prune", flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	dryRun := fs.Bool("n", false, "only say what would be removed")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, imageUsage)
+		return exitUsage
+	}
+	kept, err := orchestrator.ListKept(c.cacheDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab: listing kept guests:", err)
+		return exitInfra
+	}
+	var inUse []string
+	for _, k := range kept {
+		inUse = append(inUse, k.Key)
+	}
+	res, err := image.Prune(c.cacheDir, inUse, *dryRun)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitInfra
+	}
+	verb := "removed"
+	if *dryRun {
+		verb = "would remove"
+	}
+	var total int64
+	for _, r := range res.Removed {
+		rel, err := filepath.Rel(c.cacheDir, r.Path)
+		if err != nil {
+			rel = r.Path
+		}
+		fmt.Printf("%s %s (%s): %s\n", verb, rel, mib(r.Bytes), r.Why)
+		total += r.Bytes
+	}
+	if res.DebsLeft != "" {
+		fmt.Println(res.DebsLeft)
+	}
+	fmt.Printf("%s %d entries, %s, from %s; %d images stay\n", verb, len(res.Removed), mib(total), c.cacheDir, len(res.Kept))
+	return exitOK
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -9,6 +9,7 @@
 //	lab diff RUN_A RUN_B      list behaviour that changed between two runs
 //	lab merge DIR... --out D  join the shards of a run (lab run --shard i/n)
 //	lab image build [NAME...] build the Linux microVM guests
+//	lab image prune [-n]      remove images newer packages superseded, and their .debs
 //	lab repro --target T --scenario ID [--emit c|go] [--keep]
 //	                          one scenario on one target, fully traced
 //	lab shell T               a shell on a target kept running by --keep
@@ -58,7 +59,7 @@ commands:
   report     render the reports of a run directory again
   diff       list behaviour that changed between two runs
   merge      join the run directories of shards into one
-  image      build guest images (lab image build [NAME...])
+  image      build guest images (lab image build [NAME...]) or prune old ones (lab image prune)
   repro      run one scenario on one target with a full trace (--emit c|go)
   shell      open a shell on a target kept running by --keep
   down       stop targets kept running by --keep

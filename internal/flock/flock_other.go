@@ -12,3 +12,8 @@ import (
 func Lock(ctx context.Context, path string) (unlock func(), err error) {
 	return nil, errors.New("building images needs a Linux host")
 }
+
+// TryLock is unsupported where Lock is.
+func TryLock(path string) (unlock func(), ok bool, err error) {
+	return nil, false, errors.New("building images needs a Linux host")
+}

@@ -1,0 +1,201 @@
+package image
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"lab/internal/flock"
+)
+
+// Removed is one thing Prune removed from the cache, or would remove.
+type Removed struct {
+	Path  string
+	Bytes int64
+	Why   string
+}
+
+// PruneResult is what Prune did.
+type PruneResult struct {
+	Removed []Removed
+	// Kept lists the image dirs that stay: the newest build of each name,
+	// and older ones still in use.
+	Kept []string
+	// DebsLeft says why no .deb was removed, when none could safely be.
+	DebsLeft string
+}
+
+// Prune frees the cache of what new Debian packages left behind. Every new
+// kernel or OpenSSH in a suite gives a new image beside the old one (images
+// are named by the hash of their inputs), and its .debs beside the old
+// .debs. Prune removes each image that a newer build of the same name
+// superseded, unless a path in inUse (a kept guest's client key) lies in it,
+// then every .deb no remaining image was built from. It leaves the .debs
+// alone while any image build or apt run holds its lock: that build may be
+// about to unpack them. With dryRun it only reports.
+func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
+	res := &PruneResult{}
+	imgs, err := listImages(filepath.Join(cacheDir, "images"))
+	if err != nil {
+		return nil, err
+	}
+	// Newest first within each name.
+	slices.SortFunc(imgs, func(a, b cachedImage) int {
+		return cmp.Or(cmp.Compare(a.m.Name, b.m.Name), b.m.Built.Compare(a.m.Built), cmp.Compare(a.dir, b.dir))
+	})
+	var remaining []cachedImage
+	var newest cachedImage
+	for _, img := range imgs {
+		if img.m.Name != newest.m.Name {
+			newest = img
+		}
+		if img.dir == newest.dir || holdsAny(img.dir, inUse) {
+			remaining = append(remaining, img)
+			res.Kept = append(res.Kept, img.dir)
+			continue
+		}
+		// Never pull an image out from under a build of it.
+		unlock, ok, err := tryLock(img.dir+".lock", dryRun)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			remaining = append(remaining, img)
+			res.Kept = append(res.Kept, img.dir)
+			continue
+		}
+		r, err := remove(img.dir, dryRun, fmt.Sprintf("superseded by %s, built %s", filepath.Base(newest.dir), newest.m.Built.Format("2006-01-02 15:04")))
+		if err == nil && !dryRun {
+			err = os.Remove(img.dir + ".lock")
+			if errors.Is(err, fs.ErrNotExist) {
+				err = nil
+			}
+		}
+		unlock()
+		if err != nil {
+			return res, err
+		}
+		res.Removed = append(res.Removed, r)
+	}
+
+	// The .debs: only with every lock held, so no build runs meanwhile.
+	locks, _ := filepath.Glob(filepath.Join(cacheDir, "images", "*.lock"))
+	aptLocks, _ := filepath.Glob(filepath.Join(cacheDir, "apt", "*", "lab.lock"))
+	for _, l := range append(locks, aptLocks...) {
+		unlock, ok, err := tryLock(l, dryRun)
+		if err != nil {
+			return res, err
+		}
+		if !ok {
+			res.DebsLeft = "a build is running (" + l + " is held); .debs left alone"
+			return res, nil
+		}
+		defer unlock()
+	}
+	used := map[string]bool{} // debs/<suite>-<arch>/<file>
+	for _, img := range remaining {
+		dir := img.m.Suite + "-" + img.m.Arch
+		used[filepath.Join(dir, pkg{Name: img.m.KernelPackage, Version: img.m.KernelVersion, Arch: img.m.Arch}.debFile())] = true
+		for _, p := range img.m.Userland {
+			used[filepath.Join(dir, p.debFile())] = true
+		}
+	}
+	debs, _ := filepath.Glob(filepath.Join(cacheDir, "debs", "*", "*.deb"))
+	for _, d := range debs {
+		rel := filepath.Join(filepath.Base(filepath.Dir(d)), filepath.Base(d))
+		if used[rel] {
+			continue
+		}
+		r, err := remove(d, dryRun, "no cached image was built from it")
+		if err != nil {
+			return res, err
+		}
+		res.Removed = append(res.Removed, r)
+	}
+	return res, nil
+}
+
+// cachedImage is a complete image dir and its manifest.
+type cachedImage struct {
+	dir string
+	m   manifest
+}
+
+// listImages reads the manifest of every complete image under dir; dirs
+// without one are builds in progress or debris, which the next build of
+// that image removes.
+func listImages(dir string) ([]cachedImage, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the image cache: %w", err)
+	}
+	var out []cachedImage
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(filepath.Join(p, manifestFile))
+		if err != nil {
+			continue
+		}
+		var m manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", filepath.Join(p, manifestFile), err)
+		}
+		out = append(out, cachedImage{dir: p, m: m})
+	}
+	return out, nil
+}
+
+// holdsAny says whether one of paths lies inside dir.
+func holdsAny(dir string, paths []string) bool {
+	for _, p := range paths {
+		if rel, err := filepath.Rel(dir, p); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// tryLock takes path's lock without waiting. A dry run only looks: it
+// creates no lock file that does not exist.
+func tryLock(path string, dryRun bool) (func(), bool, error) {
+	if dryRun {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return func() {}, true, nil
+		}
+	}
+	return flock.TryLock(path)
+}
+
+// remove deletes path (a file or a tree) unless dryRun, and says how many
+// bytes it held.
+func remove(path string, dryRun bool, why string) (Removed, error) {
+	var n int64
+	filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	r := Removed{Path: path, Bytes: n, Why: why}
+	if dryRun {
+		return r, nil
+	}
+	if err := os.RemoveAll(path); err != nil {
+		return r, fmt.Errorf("pruning the image cache: %w", err)
+	}
+	return r, nil
+}
