@@ -289,7 +289,7 @@ func (h *Hold) startKept(ctx context.Context, t *Target, env StartEnv) (Machine,
 	cfg := qemu.Config{
 		Arch: t.Arch, Kernel: img.Kernel, Initrd: img.Initrd,
 		Append:   strings.TrimSpace(GuestCmdline + " " + t.KernelArgs),
-		MemoryMB: t.MemoryMB, CPUs: t.CPUs, Accel: "auto",
+		MemoryMB: t.MemoryMB, CPUs: t.CPUs, Accel: "auto", AccelCache: accelCache(env.CacheDir),
 		ConsolePath: filepath.Join(env.RunDir, t.Name+".console.log"),
 		Name:        marker, Log: env.Log, Detach: true,
 	}

@@ -88,7 +88,7 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 1
 	}
-	cfg.Accel = "auto"
+	cfg.Accel, cfg.AccelCache = "auto", accelCache(env.CacheDir)
 	cfg.ConsolePath = filepath.Join(env.RunDir, t.Name+".console.log")
 	cfg.Name = "lab " + t.Name + " " + env.RunDir
 	cfg.Log = env.Log
@@ -121,4 +121,13 @@ func boot(ctx context.Context, t *Target, env StartEnv, cfg qemu.Config, user st
 		return nil, errors.Join(fmt.Errorf("%s: %w\nlast console lines (%s):\n%s", why, err, cfg.ConsolePath, vm.ConsoleTail(15)), stopErr)
 	}
 	return &sshMachine{client: client, goos: t.OS, stop: stop, exited: vm.Exited(), redial: redialWith(dialCfg)}, nil
+}
+
+// accelCache is where QEMU's accelerator probe keeps its answer for the
+// lab commands that follow (see qemu.Config.AccelCache).
+func accelCache(cacheDir string) string {
+	if cacheDir == "" {
+		return ""
+	}
+	return filepath.Join(cacheDir, "accel.json")
 }

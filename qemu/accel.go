@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -40,10 +44,12 @@ var probed = map[string]string{}
 // "tcg" otherwise. The answer is cached for the life of the process; an answer cut short
 // by ctx is "tcg" and is not cached.
 func ProbeAccel(ctx context.Context, arch string) string {
-	return probeAccel(ctx, arch, hclog.NewNullLogger())
+	return probeAccel(ctx, arch, "", hclog.NewNullLogger())
 }
 
-func probeAccel(ctx context.Context, arch string, log hclog.Logger) string {
+// probeAccel is ProbeAccel that also keeps its answer in cacheFile (see Config.AccelCache)
+// and logs it.
+func probeAccel(ctx context.Context, arch, cacheFile string, log hclog.Logger) string {
 	a, info, err := lookupArch(arch)
 	if err != nil {
 		return "tcg"
@@ -57,12 +63,104 @@ func probeAccel(ctx context.Context, arch string, log hclog.Logger) string {
 	if accel, ok := probed[a]; ok {
 		return accel
 	}
+	host := hostIdentity(info.binary)
+	if rec, ok := readAccelCache(cacheFile)[a]; ok && rec.validFor(host, time.Now()) {
+		log.Info("chose accelerator", "arch", a, "accel", rec.Accel, "why", rec.Why, "probed", rec.At.Format(time.TimeOnly), "from", cacheFile)
+		probed[a] = rec.Accel
+		return rec.Accel
+	}
 	accel, why, final := probeKVM(ctx, a, info, "host")
 	log.Info("chose accelerator", "arch", a, "accel", accel, "why", why)
 	if final {
 		probed[a] = accel
+		if err := writeAccelCache(cacheFile, a, accelRecord{Host: host, Accel: accel, Why: why, At: time.Now()}); err != nil {
+			log.Debug("keeping the accelerator probe's answer", "error", err)
+		}
 	}
 	return accel
+}
+
+// accelCacheTTL bounds how long a probe's answer is reused by later processes. The
+// answer holds while the host runs the same kernel and QEMU, except that a probe that
+// timed out on a loaded host may be a wrong "no": an hour keeps that mistake short
+// while sparing each lab command of a session its 3 s probe.
+const accelCacheTTL = time.Hour
+
+// accelRecord is one architecture's probe answer as kept in Config.AccelCache.
+type accelRecord struct {
+	// Host is the host's boot ID and the QEMU binary's path, size and time: a reboot
+	// (new kernel, KVM module options) or another QEMU asks again.
+	Host  string    `json:"host"`
+	Accel string    `json:"accel"`
+	Why   string    `json:"why"`
+	At    time.Time `json:"at"`
+}
+
+func (r accelRecord) validFor(host string, now time.Time) bool {
+	return host != "" && r.Host == host && (r.Accel == "kvm" || r.Accel == "tcg") &&
+		!r.At.After(now) && now.Sub(r.At) < accelCacheTTL
+}
+
+// hostIdentity names this boot of the host and the QEMU binary that would run; "" when
+// either cannot be known, and then no answer is reused.
+func hostIdentity(binary string) string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("boot %s, %s %d bytes %s", strings.TrimSpace(string(boot)), path, fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano))
+}
+
+// readAccelCache returns the answers kept in file, by architecture; none when there is
+// no file or it cannot be read (it is only a cache).
+func readAccelCache(file string) map[string]accelRecord {
+	recs := map[string]accelRecord{}
+	if file == "" {
+		return recs
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || json.Unmarshal(b, &recs) != nil {
+		return map[string]accelRecord{}
+	}
+	return recs
+}
+
+// writeAccelCache keeps rec as arch's answer in file, atomically: processes probing at
+// once each leave a whole file.
+func writeAccelCache(file, arch string, rec accelRecord) error {
+	if file == "" || rec.Host == "" {
+		return nil
+	}
+	recs := readAccelCache(file)
+	recs[arch] = rec
+	b, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".accel-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
 }
 
 // probeKVM decides between KVM and TCG for arch by booting the probe payload with the

@@ -41,6 +41,10 @@ type Config struct {
 	MemoryMB, CPUs int
 	// Accel is "auto" (or ""), "kvm" or "tcg". Auto runs ProbeAccel.
 	Accel string
+	// AccelCache, if set, is a file where auto keeps the probe's answer for later
+	// processes: reused for an hour while the host's boot and the QEMU binary are the
+	// same, so a session of lab commands pays for one 3 s probe, not one each.
+	AccelCache string
 	// Machine overrides the machine type; by default q35 on x86 and virt on arm64 and
 	// riscv64. q35 was measured against microvm under TCG: microvm reached the network
 	// about 0.2 s sooner (2.0 s against 2.2 s) but hung in 6 of 18 boots, so it is only an
@@ -115,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	}
 	accel := cfg.Accel
 	if accel == "" || accel == "auto" {
-		accel = probeAccel(ctx, arch, log)
+		accel = probeAccel(ctx, arch, cfg.AccelCache, log)
 	}
 
 	if err := ctx.Err(); err != nil {

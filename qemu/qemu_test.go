@@ -248,7 +248,7 @@ func TestProbeAccel(t *testing.T) {
 		want = "tcg"
 	}
 	start := time.Now()
-	got := probeAccel(context.Background(), "amd64", testLogger(t))
+	got := probeAccel(context.Background(), "amd64", "", testLogger(t))
 	took := time.Since(start)
 	t.Logf("ProbeAccel(amd64) = %s in %v", got, took.Round(time.Millisecond))
 	if got != want {
@@ -266,6 +266,63 @@ func TestProbeAccel(t *testing.T) {
 	}
 	if leftover := qemuWithArg("lab-probe-"); len(leftover) > 0 {
 		t.Errorf("probe QEMU still running: pids %v", leftover)
+	}
+}
+
+// TestAccelCache probes once for real with a cache file, then as a new
+// process would (the in-memory answer forgotten): the second answer comes
+// from the file, and a file from another boot or QEMU, or too old, is
+// probed again.
+func TestAccelCache(t *testing.T) {
+	testenv.NeedTools(t, "qemu-system-x86_64")
+	file := filepath.Join(t.TempDir(), "cache", "accel.json")
+	forget := func() {
+		probeSem <- struct{}{}
+		delete(probed, "amd64")
+		<-probeSem
+	}
+	forget()
+	t.Cleanup(forget)
+	first := probeAccel(context.Background(), "amd64", file, testLogger(t))
+	recs := readAccelCache(file)
+	rec, ok := recs["amd64"]
+	host := hostIdentity("qemu-system-x86_64")
+	if !ok || rec.Accel != first || rec.Host != host || host == "" || rec.Why == "" {
+		t.Fatalf("kept %+v (ok %v), want the answer %q for host %q", rec, ok, first, host)
+	}
+	// Mark the record, so that a reuse shows: a real probe would not say this.
+	rec.Why = "marked by the test"
+	writeAccelCache(file, "amd64", rec)
+	forget()
+	var logs bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+	if again := probeAccel(context.Background(), "amd64", file, log); again != first || !strings.Contains(logs.String(), "marked by the test") {
+		t.Errorf("second answer %q, log %q: want %q from the file", again, logs.String(), first)
+	}
+
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		rec  accelRecord
+		host string
+		want bool
+	}{
+		{"same host, fresh", accelRecord{Host: host, Accel: "tcg", At: now.Add(-time.Minute)}, host, true},
+		{"kvm kept", accelRecord{Host: host, Accel: "kvm", At: now.Add(-time.Minute)}, host, true},
+		{"another boot or QEMU", accelRecord{Host: "boot other", Accel: "tcg", At: now}, host, false},
+		{"host unknown", accelRecord{Host: "", Accel: "tcg", At: now}, "", false},
+		{"an hour old", accelRecord{Host: host, Accel: "tcg", At: now.Add(-accelCacheTTL)}, host, false},
+		{"from the future", accelRecord{Host: host, Accel: "tcg", At: now.Add(time.Hour)}, host, false},
+		{"not an accelerator", accelRecord{Host: host, Accel: "hvf", At: now}, host, false},
+	} {
+		if got := tc.rec.validFor(tc.host, now); got != tc.want {
+			t.Errorf("%s: validFor = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A damaged file is no answer, and the next probe replaces it.
+	os.WriteFile(file, []byte("{not json"), 0o644)
+	if len(readAccelCache(file)) != 0 {
+		t.Error("a damaged cache file gave answers")
 	}
 }
 
