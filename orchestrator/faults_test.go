@@ -195,18 +195,26 @@ func faultRun(t *testing.T, scs []scenario.Scenario, ready func(orchestrator.Tar
 			t.Logf("fault injected in %v, %d results measured before it", time.Since(start).Round(time.Millisecond), s.Done)
 		})
 	})
+	sum, d := runToEnd(t, opts)
+	return sum, d, measured, injected
+}
+
+// runToEnd runs opts, checks that nothing it started is left running, and
+// reads the run directory back.
+func runToEnd(t *testing.T, opts orchestrator.Options) (*orchestrator.Summary, *rundir.Dir) {
+	t.Helper()
 	sum, err := orchestrator.Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // QEMU's exit reaches /proc
 	noQEMULeft(t, sum.Dir)
 	noChildren(t)
 	d, err := rundir.Read(sum.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sum, d, measured, injected
+	return sum, d
 }
 
 // checkFailed says whether the target failed with an error that names it
@@ -495,17 +503,7 @@ func TestFaultConnectionCut(t *testing.T) {
 					})
 				}
 			})
-			sum, err := orchestrator.Run(context.Background(), opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			noQEMULeft(t, sum.Dir)
-			noChildren(t)
-			d, err := rundir.Read(sum.Dir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, d := runToEnd(t, opts)
 			tr := d.Targets[0]
 			var phases []string
 			for _, p := range tr.Phases {
