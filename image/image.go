@@ -211,6 +211,13 @@ func (b *builder) build(ctx context.Context, forceUpdate bool) (*Image, error) {
 		return img, nil
 	}
 	removeDebris(p.dir)
+	// From the download of its .debs until they are unpacked, the build
+	// keeps Prune from removing any.
+	unlockDebs, err := flock.LockShared(ctx, debsLock(b.cacheDir))
+	if err != nil {
+		return nil, err
+	}
+	defer unlockDebs()
 	b.log.Info("building image", "kernel", p.kernel.String(), "hash", p.hash[:16])
 	if err := b.fetch(ctx, p); err != nil {
 		return nil, err

@@ -34,33 +34,48 @@ type PruneResult struct {
 // Prune frees the cache of what new Debian packages left behind. Every new
 // kernel or OpenSSH in a suite gives a new image beside the old one (images
 // are named by the hash of their inputs), and its .debs beside the old
-// .debs. Prune removes each image that a newer build of the same name
-// superseded, unless a path in inUse (a kept guest's client key) lies in it,
-// then every .deb no remaining image was built from. It leaves the .debs
-// alone while any image build or apt run holds its lock: that build may be
-// about to unpack them. With dryRun it only reports.
+// .debs. Prune removes each image that a newer build for the same target
+// name, suite and architecture superseded, unless a path in inUse (a kept
+// guest's client key) lies in it; then every cached .deb that no remaining
+// image was built from. It leaves the .debs alone while an image build holds
+// debsLock, from its downloads until it has unpacked them. With dryRun it
+// only reports. Two targets that share a name, suite and architecture in one
+// cache (say, cloud and -rt kernels) supersede each other: give them names
+// of their own.
 func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("image cache dir: %w", err)
+	}
+	var abs []string
+	for _, p := range inUse {
+		if p, err := filepath.Abs(p); err == nil {
+			abs = append(abs, p)
+		}
+	}
 	res := &PruneResult{}
 	imgs, err := listImages(filepath.Join(cacheDir, "images"))
 	if err != nil {
 		return nil, err
 	}
-	// Newest first within each name.
+	// Newest first within each target.
 	slices.SortFunc(imgs, func(a, b cachedImage) int {
-		return cmp.Or(cmp.Compare(a.m.Name, b.m.Name), b.m.Built.Compare(a.m.Built), cmp.Compare(a.dir, b.dir))
+		return cmp.Or(cmp.Compare(a.target(), b.target()), b.m.Built.Compare(a.m.Built), cmp.Compare(a.dir, b.dir))
 	})
 	var remaining []cachedImage
 	var newest cachedImage
-	for _, img := range imgs {
-		if img.m.Name != newest.m.Name {
+	for i, img := range imgs {
+		if i == 0 || img.target() != imgs[i-1].target() {
 			newest = img
 		}
-		if img.dir == newest.dir || holdsAny(img.dir, inUse) {
+		if img.dir == newest.dir || holdsAny(img.dir, abs) {
 			remaining = append(remaining, img)
 			res.Kept = append(res.Kept, img.dir)
 			continue
 		}
-		// Never pull an image out from under a build of it.
+		// Never pull an image out from under a build of it. Its lock file
+		// stays: a builder waiting on it must lock the file the next one
+		// will find.
 		unlock, ok, err := tryLock(img.dir+".lock", dryRun)
 		if err != nil {
 			return res, err
@@ -71,12 +86,6 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 			continue
 		}
 		r, err := remove(img.dir, dryRun, fmt.Sprintf("superseded by %s, built %s", filepath.Base(newest.dir), newest.m.Built.Format("2006-01-02 15:04")))
-		if err == nil && !dryRun {
-			err = os.Remove(img.dir + ".lock")
-			if errors.Is(err, fs.ErrNotExist) {
-				err = nil
-			}
-		}
 		unlock()
 		if err != nil {
 			return res, err
@@ -84,21 +93,16 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 		res.Removed = append(res.Removed, r)
 	}
 
-	// The .debs: only with every lock held, so no build runs meanwhile.
-	locks, _ := filepath.Glob(filepath.Join(cacheDir, "images", "*.lock"))
-	aptLocks, _ := filepath.Glob(filepath.Join(cacheDir, "apt", "*", "lab.lock"))
-	for _, l := range append(locks, aptLocks...) {
-		unlock, ok, err := tryLock(l, dryRun)
-		if err != nil {
-			return res, err
-		}
-		if !ok {
-			res.DebsLeft = "a build is running (" + l + " is held); .debs left alone"
-			return res, nil
-		}
-		defer unlock()
+	unlock, ok, err := tryLock(debsLock(cacheDir), dryRun)
+	if err != nil {
+		return res, err
 	}
-	used := map[string]bool{} // debs/<suite>-<arch>/<file>
+	if !ok {
+		res.DebsLeft = "an image build is running; .debs left alone"
+		return res, nil
+	}
+	defer unlock()
+	used := map[string]bool{} // <suite>-<arch>/<file>
 	for _, img := range remaining {
 		dir := img.m.Suite + "-" + img.m.Arch
 		used[filepath.Join(dir, pkg{Name: img.m.KernelPackage, Version: img.m.KernelVersion, Arch: img.m.Arch}.debFile())] = true
@@ -121,11 +125,19 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 	return res, nil
 }
 
+// debsLock is the lock an image build holds shared from downloading its
+// .debs until it has unpacked them, and Prune exclusively while it removes
+// .debs.
+func debsLock(cacheDir string) string { return filepath.Join(cacheDir, "debs.lock") }
+
 // cachedImage is a complete image dir and its manifest.
 type cachedImage struct {
 	dir string
 	m   manifest
 }
+
+// target is what a newer image of the same kind supersedes.
+func (c cachedImage) target() string { return c.m.Name + " " + c.m.Suite + " " + c.m.Arch }
 
 // listImages reads the manifest of every complete image under dir; dirs
 // without one are builds in progress or debris, which the next build of

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ func pruneCache(t *testing.T) string {
 		{Name: "linux-6.1", Suite: "bookworm", Arch: "amd64", KernelPackage: "linux-image-6.1.0-50-cloud-amd64", KernelVersion: "6.1.176-1", Userland: []pkg{busybox, openssh1}, Hash: "bbbb", Built: day.AddDate(0, 0, 10)},
 		{Name: "linux-6.1", Suite: "bookworm", Arch: "amd64", KernelPackage: "linux-image-6.1.0-50-cloud-amd64", KernelVersion: "6.1.176-1", Userland: []pkg{busybox, openssh2}, Hash: "cccc", Built: day.AddDate(0, 0, 20)},
 		{Name: "linux-6.12", Suite: "trixie", Arch: "amd64", KernelPackage: "linux-image-6.12.57+deb13-cloud-amd64", KernelVersion: "6.12.57-1", Userland: []pkg{busybox}, Hash: "dddd", Built: day},
+		// Another targets file's linux-6.1, from another suite: not superseded by bookworm's.
+		{Name: "linux-6.1", Suite: "trixie", Arch: "amd64", KernelPackage: "linux-image-6.12.57+deb13-cloud-amd64", KernelVersion: "6.12.57-1", Userland: []pkg{busybox}, Hash: "ffff", Built: day.AddDate(0, 0, -10)},
 	}
 	for _, m := range images {
 		dir := filepath.Join(cache, "images", m.Name+"-"+m.Hash)
@@ -68,12 +71,13 @@ func TestPrune(t *testing.T) {
 		"debs/bookworm-amd64/openssh-server_1%3a9.2p1-2+deb12u6_amd64.deb",
 	}
 	for _, tc := range []struct {
-		name    string
-		inUse   func(cache string) []string
-		hold    string // a lock a build holds during the prune
-		dryRun  bool
-		removed []string // relative to the cache, sorted
-		debs    bool     // whether .debs were considered
+		name     string
+		inUse    func(cache string) []string
+		hold     string // a lock a build holds during the prune
+		dryRun   bool
+		relative bool     // the cache dir given relative to the working dir
+		removed  []string // relative to the cache, sorted
+		debs     bool     // whether .debs were considered
 	}{
 		{name: "superseded images and their debs", removed: slices.Concat(oldDebs, superseded), debs: true},
 		{name: "dry run removes nothing", dryRun: true, removed: slices.Concat(oldDebs, superseded), debs: true},
@@ -85,13 +89,21 @@ func TestPrune(t *testing.T) {
 			removed: []string{oldDebs[0], oldDebs[1], superseded[0]},
 			debs:    true,
 		},
-		{name: "an image build holds its lock", hold: "images/linux-6.1-cccc.lock", removed: superseded},
-		{name: "apt holds its lock", hold: "apt/bookworm-amd64-27f28161/lab.lock", removed: superseded},
+		{
+			name: "the same with the cache dir relative", relative: true,
+			inUse: func(cache string) []string {
+				return []string{filepath.Join(cache, "images", "linux-6.1-bbbb", clientKeyFile)}
+			},
+			removed: []string{oldDebs[0], oldDebs[1], superseded[0]},
+			debs:    true,
+		},
+		{name: "a build of a superseded image holds its lock", hold: "images/linux-6.1-aaaa.lock", removed: []string{oldDebs[0], superseded[1]}, debs: true},
+		{name: "a build holds the debs", hold: "debs.lock", removed: superseded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := pruneCache(t)
 			if tc.hold != "" {
-				unlock, err := flock.Lock(t.Context(), filepath.Join(cache, tc.hold))
+				unlock, err := flock.LockShared(t.Context(), filepath.Join(cache, tc.hold))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -101,8 +113,13 @@ func TestPrune(t *testing.T) {
 			if tc.inUse != nil {
 				inUse = tc.inUse(cache)
 			}
+			dir := cache
+			if tc.relative {
+				t.Chdir(filepath.Dir(cache))
+				dir = filepath.Base(cache)
+			}
 			before := paths(t, cache)
-			res, err := Prune(cache, inUse, tc.dryRun)
+			res, err := Prune(dir, inUse, tc.dryRun)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -129,10 +146,16 @@ func TestPrune(t *testing.T) {
 				}
 			}
 			// Nothing else changed: the newest images, the debs they use,
-			// a killed build's work dir, the locks of what stays.
+			// a killed build's work dir, every lock file (a builder may be
+			// waiting on one). Only a real prune may create the debs lock.
 			for rel := range before {
 				if _, ok := after[rel]; !ok && !removedUnder(rel, tc.removed) {
 					t.Errorf("%s was removed too", rel)
+				}
+			}
+			for rel := range after {
+				if !before[rel] && (tc.dryRun || rel != "debs.lock") {
+					t.Errorf("%s was created", rel)
 				}
 			}
 		})
@@ -153,11 +176,10 @@ func paths(t *testing.T, dir string) map[string]bool {
 	return out
 }
 
-// removedUnder says whether rel is one of removed, lies under one, or is
-// the lock file of a removed image.
+// removedUnder says whether rel is one of removed or lies under one.
 func removedUnder(rel string, removed []string) bool {
 	for _, r := range removed {
-		if rel == r || rel == r+".lock" || len(rel) > len(r) && rel[:len(r)+1] == r+"/" {
+		if rel == r || strings.HasPrefix(rel, r+"/") {
 			return true
 		}
 	}

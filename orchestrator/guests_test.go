@@ -177,61 +177,76 @@ func TestThreeKernels(t *testing.T) {
 	}
 }
 
-// TestQEMUKilledMidRun kills a guest's QEMU while the agent runs: the target
-// fails with a clear error naming the phase, what was measured is kept, and
-// nothing is left running.
+// TestQEMUKilledMidRun kills a guest's QEMU during the upload and while the
+// agent runs: the target fails at once with a clear error naming the phase
+// (no reconnect to a dead guest), what was measured is kept, and nothing is
+// left running.
 func TestQEMUKilledMidRun(t *testing.T) {
 	needGuests(t)
 	scs := scenarios(t, "")
-	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
-	var once sync.Once
-	killed := make(chan int, 1)
-	measured, kept := 0, 0
-	defer func() { recordFault("QEMU killed (run)", len(killed) == 1, !t.Failed(), measured, kept) }()
-	opts.Progress = progressFunc(func(s orchestrator.TargetState) {
-		measured = max(measured, s.Done)
-		if s.Phase == "run" && s.Done >= 5 {
-			once.Do(func() {
-				procs := qemuProcs(opts.ResultsDir)
-				if len(procs) != 1 {
-					t.Errorf("want one QEMU of this run, found %v", procs)
+	for _, tc := range []struct {
+		phase string
+		at    int // results measured before the kill
+	}{
+		{"upload", 0},
+		{"run", 5},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
+			var once sync.Once
+			killed := make(chan int, 1)
+			measured, kept := 0, 0
+			defer func() {
+				recordFault("QEMU killed ("+tc.phase+")", len(killed) == 1, !t.Failed(), measured, kept)
+			}()
+			opts.Progress = progressFunc(func(s orchestrator.TargetState) {
+				measured = max(measured, s.Done)
+				if s.Phase != tc.phase || s.Done < tc.at {
 					return
 				}
-				var pid int
-				if _, err := fmtSscan(procs[0], &pid); err == nil {
-					syscall.Kill(pid, syscall.SIGKILL)
-					killed <- pid
-				}
+				once.Do(func() {
+					procs := qemuProcs(opts.ResultsDir)
+					if len(procs) != 1 {
+						t.Errorf("want one QEMU of this run, found %v", procs)
+						return
+					}
+					var pid int
+					if _, err := fmtSscan(procs[0], &pid); err == nil {
+						syscall.Kill(pid, syscall.SIGKILL)
+						killed <- pid
+					}
+				})
 			})
-		}
-	})
-	sum, err := orchestrator.Run(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer noQEMULeft(t, sum.Dir)
-	if len(killed) == 0 {
-		t.Fatal("QEMU was never killed: the run ended before 5 results")
-	}
-	tr := sum.Targets[0]
-	if tr.Status != rundir.StatusFailed {
-		t.Fatalf("status %s, want failed", tr.Status)
-	}
-	for _, want := range []string{"linux-6.1", "run", "QEMU process exited"} {
-		if !strings.Contains(tr.Error, want) {
-			t.Errorf("error %q does not say %q", tr.Error, want)
-		}
-	}
-	if reconnectedToDeadGuest(tr.Error) {
-		t.Errorf("error %q: lab reconnected to a guest it knew had died", tr.Error)
-	}
-	d, err := rundir.Read(sum.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept = len(d.Targets[0].Results)
-	if kept < max(5, measured) || kept >= len(scs) {
-		t.Errorf("%d results kept; want the %d measured before the kill", kept, max(5, measured))
+			sum, err := orchestrator.Run(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer noQEMULeft(t, sum.Dir)
+			if len(killed) == 0 {
+				t.Fatalf("QEMU was never killed: the run left the %s phase first", tc.phase)
+			}
+			tr := sum.Targets[0]
+			if tr.Status != rundir.StatusFailed {
+				t.Fatalf("status %s, want failed", tr.Status)
+			}
+			t.Logf("error: %s", tr.Error)
+			for _, want := range []string{"linux-6.1, " + tc.phase, "QEMU process exited"} {
+				if !strings.Contains(tr.Error, want) {
+					t.Errorf("error %q does not say %q", tr.Error, want)
+				}
+			}
+			if reconnectedToDeadGuest(tr.Error) {
+				t.Errorf("error %q: lab reconnected to a guest it knew had died", tr.Error)
+			}
+			d, err := rundir.Read(sum.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept = len(d.Targets[0].Results)
+			if kept < max(tc.at, measured) || kept >= len(scs) {
+				t.Errorf("%d results kept; want the %d measured before the kill", kept, max(tc.at, measured))
+			}
+		})
 	}
 }
 
@@ -243,7 +258,9 @@ func TestGuestNeverOpensSSH(t *testing.T) {
 	tg := defaultTarget(t, "linux-6.1")
 	tg.KernelArgs = "rdinit=/bin/sh"
 	tg.BootTimeout = orchestrator.Duration(10 * time.Second)
-	defer func() { recordFault("guest never opens SSH (connect)", true, !t.Failed(), 0, 0) }()
+	injected := false
+	defer func() { recordFault("guest never opens SSH (connect)", injected, !t.Failed(), 0, 0) }()
+	injected = true // the fault is the guest's command line
 	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scenarios(t, "bsd-table/row1/*")))
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +288,8 @@ func TestGuestNeverOpensSSH(t *testing.T) {
 // is not its own: the connection is refused at once, not retried.
 func TestWrongHostKeyRefused(t *testing.T) {
 	needGuests(t)
-	defer func() { recordFault("wrong host key pinned (connect)", true, !t.Failed(), 0, 0) }()
+	injected := false
+	defer func() { recordFault("wrong host key pinned (connect)", injected, !t.Failed(), 0, 0) }()
 	ctx := context.Background()
 	spec, _ := image.DefaultSpec("linux-6.1")
 	img, err := image.Build(ctx, spec, cacheDir(t), nil)
@@ -298,6 +316,7 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	}
 	c.Close()
 	// ... then pin another.
+	injected = true
 	start := time.Now()
 	_, err = remote.Dial(ctx, remote.Config{Addr: vm.SSHAddr(), User: "root", Signer: signer, HostKey: fixedKey(signer.PublicKey()), Deadline: 30 * time.Second, Abort: vm.Exited()})
 	if !errors.Is(err, remote.ErrHostKey) {

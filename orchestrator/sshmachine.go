@@ -55,7 +55,7 @@ func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
 		dst = "/C:/Windows/Temp/" + name + ".exe"
 	}
 	if err := m.client.Upload(ctx, f, dst, 0o755); err != nil {
-		return "", err
+		return "", m.ifGuestDied(err)
 	}
 	if m.goos == "windows" {
 		m.cleanup = "del " + windowsPath(dst)
@@ -97,6 +97,23 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // worth making again.
 var errGuestExited = errors.New("the guest's QEMU process exited")
 
+// ifGuestDied returns err, a failure of the connection, as errGuestExited
+// too when the guest's QEMU exited: a dead VM usually shows first as a
+// dropped connection, and then the error should say what happened to the
+// guest, and lab should not try to reconnect.
+func (m *sshMachine) ifGuestDied(err error) error {
+	var lost *remote.TransportError
+	if m.exited == nil || !errors.As(err, &lost) {
+		return err
+	}
+	select {
+	case <-m.exited:
+		return fmt.Errorf("%w: %w", errGuestExited, err)
+	case <-time.After(200 * time.Millisecond):
+		return err
+	}
+}
+
 // Run runs cmd; a VM that dies mid-run ends it at once.
 func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -115,16 +132,10 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 		return fmt.Errorf("running agent: %w", cause)
 	}
-	if transportErr != nil && m.exited != nil {
-		// A dead VM usually shows first as a dropped connection; say
-		// what happened to the guest, not only to the connection.
-		select {
-		case <-m.exited:
-			return fmt.Errorf("running agent: %w: %w", errGuestExited, transportErr)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 	if transportErr != nil {
+		if err := m.ifGuestDied(transportErr); errors.Is(err, errGuestExited) {
+			return fmt.Errorf("running agent: %w", err)
+		}
 		return fmt.Errorf("running agent: connection lost: %w", transportErr)
 	}
 	if remoteErr != nil {

@@ -88,8 +88,8 @@ const accelCacheTTL = time.Hour
 
 // accelRecord is one architecture's probe answer as kept in Config.AccelCache.
 type accelRecord struct {
-	// Host is the host's boot ID and the QEMU binary's path, size and time: a reboot
-	// (new kernel, KVM module options) or another QEMU asks again.
+	// Host is hostIdentity: a reboot, a reloaded KVM module, a /dev/kvm whose mode
+	// changed, or another QEMU asks again.
 	Host  string    `json:"host"`
 	Accel string    `json:"accel"`
 	Why   string    `json:"why"`
@@ -101,8 +101,9 @@ func (r accelRecord) validFor(host string, now time.Time) bool {
 		!r.At.After(now) && now.Sub(r.At) < accelCacheTTL
 }
 
-// hostIdentity names this boot of the host and the QEMU binary that would run; "" when
-// either cannot be known, and then no answer is reused.
+// hostIdentity names this boot of the host, its /dev/kvm (a reloaded KVM module makes a
+// new node; a chmod changes its mode) and the QEMU binary that would run; "" when the
+// boot or the binary cannot be known, and then no answer is reused.
 func hostIdentity(binary string) string {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
@@ -116,7 +117,15 @@ func hostIdentity(binary string) string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("boot %s, %s %d bytes %s", strings.TrimSpace(string(boot)), path, fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano))
+	kvm := "no /dev/kvm"
+	if k, err := os.Stat("/dev/kvm"); err == nil {
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err == nil {
+			f.Close()
+		}
+		kvm = fmt.Sprintf("/dev/kvm %v %s opens %v", k.Mode(), k.ModTime().UTC().Format(time.RFC3339Nano), err == nil)
+	}
+	return fmt.Sprintf("boot %s, %s, %s %d bytes %s", strings.TrimSpace(string(boot)), kvm, path, fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano))
 }
 
 // readAccelCache returns the answers kept in file, by architecture; none when there is

@@ -319,10 +319,16 @@ func TestAccelCache(t *testing.T) {
 			t.Errorf("%s: validFor = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	// A damaged file is no answer, and the next probe replaces it.
+	// A damaged file is no answer, and the next answer replaces it whole.
 	os.WriteFile(file, []byte("{not json"), 0o644)
 	if len(readAccelCache(file)) != 0 {
 		t.Error("a damaged cache file gave answers")
+	}
+	if err := writeAccelCache(file, "amd64", rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAccelCache(file)["amd64"]; got != rec {
+		t.Errorf("after a damaged file, kept %+v, want %+v", got, rec)
 	}
 }
 

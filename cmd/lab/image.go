@@ -61,11 +61,11 @@ func cmdImage(ctx context.Context, args []string) int {
 }
 
 // cmdImagePrune removes the images a newer build of the same target
-// superseded, and the .debs only they used. A kept guest's image stays.
+// superseded, and every .deb no remaining image was built from. A kept
+// guest's image stays.
 func cmdImagePrune(args []string) int {
 	fs := flag.NewFlagSet("image prune", flag.ContinueOnError)
-	var c common
-	c.register(fs)
+	cacheDir := fs.String("cache", defaultCache(), "cache for guest images and agent builds")
 	dryRun := fs.Bool("n", false, "only say what would be removed")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -74,7 +74,7 @@ func cmdImagePrune(args []string) int {
 		fmt.Fprintln(os.Stderr, imageUsage)
 		return exitUsage
 	}
-	kept, err := orchestrator.ListKept(c.cacheDir)
+	kept, err := orchestrator.ListKept(*cacheDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab: listing kept guests:", err)
 		return exitInfra
@@ -83,7 +83,7 @@ func cmdImagePrune(args []string) int {
 	for _, k := range kept {
 		inUse = append(inUse, k.Key)
 	}
-	res, err := image.Prune(c.cacheDir, inUse, *dryRun)
+	res, err := image.Prune(*cacheDir, inUse, *dryRun)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitInfra
@@ -94,7 +94,7 @@ func cmdImagePrune(args []string) int {
 	}
 	var total int64
 	for _, r := range res.Removed {
-		rel, err := filepath.Rel(c.cacheDir, r.Path)
+		rel, err := filepath.Rel(*cacheDir, r.Path)
 		if err != nil {
 			rel = r.Path
 		}
@@ -104,7 +104,7 @@ func cmdImagePrune(args []string) int {
 	if res.DebsLeft != "" {
 		fmt.Println(res.DebsLeft)
 	}
-	fmt.Printf("%s %d entries, %s, from %s; %d images stay\n", verb, len(res.Removed), mib(total), c.cacheDir, len(res.Kept))
+	fmt.Printf("%s %d entries, %s, from %s; %d images stay\n", verb, len(res.Removed), mib(total), *cacheDir, len(res.Kept))
 	return exitOK
 }
 

@@ -9,7 +9,7 @@
 //	lab diff RUN_A RUN_B      list behaviour that changed between two runs
 //	lab merge DIR... --out D  join the shards of a run (lab run --shard i/n)
 //	lab image build [NAME...] build the Linux microVM guests
-//	lab image prune [-n]      remove images newer packages superseded, and their .debs
+//	lab image prune [-n]      remove superseded images and the .debs no image uses
 //	lab repro --target T --scenario ID [--emit c|go] [--keep]
 //	                          one scenario on one target, fully traced
 //	lab shell T               a shell on a target kept running by --keep

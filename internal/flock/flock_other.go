@@ -13,6 +13,11 @@ func Lock(ctx context.Context, path string) (unlock func(), err error) {
 	return nil, errors.New("building images needs a Linux host")
 }
 
+// LockShared is unsupported where Lock is.
+func LockShared(ctx context.Context, path string) (unlock func(), err error) {
+	return nil, errors.New("building images needs a Linux host")
+}
+
 // TryLock is unsupported where Lock is.
 func TryLock(path string) (unlock func(), ok bool, err error) {
 	return nil, false, errors.New("building images needs a Linux host")

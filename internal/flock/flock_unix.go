@@ -18,12 +18,22 @@ import (
 // would duplicate work, so concurrent builders queue here instead. The lock dies with the process,
 // so a killed build never leaves it held.
 func Lock(ctx context.Context, path string) (unlock func(), err error) {
+	return lock(ctx, path, syscall.LOCK_EX)
+}
+
+// LockShared takes a shared flock on path, as Lock does an exclusive one:
+// any number of holders at once, none while someone holds it exclusively.
+func LockShared(ctx context.Context, path string) (unlock func(), err error) {
+	return lock(ctx, path, syscall.LOCK_SH)
+}
+
+func lock(ctx context.Context, path string, how int) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			return func() { f.Close() }, nil
 		}
