@@ -70,7 +70,6 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 		}
 		if img.dir == newest.dir || holdsAny(img.dir, abs) {
 			remaining = append(remaining, img)
-			res.Kept = append(res.Kept, img.dir)
 			continue
 		}
 		// Never pull an image out from under a build of it. Its lock file
@@ -82,7 +81,6 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 		}
 		if !ok {
 			remaining = append(remaining, img)
-			res.Kept = append(res.Kept, img.dir)
 			continue
 		}
 		r, err := remove(img.dir, dryRun, fmt.Sprintf("superseded by %s, built %s", filepath.Base(newest.dir), newest.m.Built.Format("2006-01-02 15:04")))
@@ -91,6 +89,9 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 			return res, err
 		}
 		res.Removed = append(res.Removed, r)
+	}
+	for _, img := range remaining {
+		res.Kept = append(res.Kept, img.dir)
 	}
 
 	unlock, ok, err := tryLock(debsLock(cacheDir), dryRun)

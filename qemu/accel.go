@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"lab/rundir"
 )
 
 //go:generate sh -c "as --64 -o probe/amd64.o probe/amd64.S && objcopy -O binary -j .text probe/amd64.o probe/amd64.bin && rm probe/amd64.o"
@@ -63,7 +65,10 @@ func probeAccel(ctx context.Context, arch, cacheFile string, log hclog.Logger) s
 	if accel, ok := probed[a]; ok {
 		return accel
 	}
-	host := hostIdentity(info.binary)
+	host := ""
+	if cacheFile != "" {
+		host = hostIdentity(info.binary)
+	}
 	if rec, ok := readAccelCache(cacheFile)[a]; ok && rec.validFor(host, time.Now()) {
 		log.Info("chose accelerator", "arch", a, "accel", rec.Accel, "why", rec.Why, "probed", rec.At.Format(time.TimeOnly), "from", cacheFile)
 		probed[a] = rec.Accel
@@ -142,8 +147,8 @@ func readAccelCache(file string) map[string]accelRecord {
 	return recs
 }
 
-// writeAccelCache keeps rec as arch's answer in file, atomically: processes probing at
-// once each leave a whole file.
+// writeAccelCache keeps rec as arch's answer in file, atomically
+// (rundir.WriteFile): processes probing at once each leave a whole file.
 func writeAccelCache(file, arch string, rec accelRecord) error {
 	if file == "" || rec.Host == "" {
 		return nil
@@ -157,19 +162,7 @@ func writeAccelCache(file, arch string, rec accelRecord) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".accel-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return rundir.WriteFile(file, append(b, '\n'))
 }
 
 // probeKVM decides between KVM and TCG for arch by booting the probe payload with the

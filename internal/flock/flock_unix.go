@@ -33,13 +33,13 @@ func lock(ctx context.Context, path string, how int) (unlock func(), err error) 
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if err == nil {
+		ok, err := try(f, how)
+		if ok {
 			return func() { f.Close() }, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, os.NewSyscallError("flock", err))
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
@@ -57,14 +57,23 @@ func TryLock(path string) (unlock func(), ok bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("lock %s: %w", path, err)
 	}
-	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
+	ok, err = try(f, syscall.LOCK_EX)
+	if !ok {
+		f.Close()
+		return nil, false, err
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// try makes one attempt at the lock on f; ok is false when another process
+// holds it (or a signal cut the attempt short: the caller may try again).
+func try(f *os.File, how int) (ok bool, err error) {
+	switch err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); {
 	case err == nil:
-		return func() { f.Close() }, true, nil
-	case errors.Is(err, syscall.EWOULDBLOCK):
-		f.Close()
-		return nil, false, nil
+		return true, nil
+	case errors.Is(err, syscall.EWOULDBLOCK), errors.Is(err, syscall.EINTR):
+		return false, nil
 	default:
-		f.Close()
-		return nil, false, fmt.Errorf("lock %s: %w", path, os.NewSyscallError("flock", err))
+		return false, fmt.Errorf("lock %s: %w", f.Name(), os.NewSyscallError("flock", err))
 	}
 }
