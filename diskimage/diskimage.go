@@ -1,8 +1,11 @@
 // Package diskimage builds bootable Debian disk images that behave like the
 // official cloud images: BIOS boot through GRUB, a serial console on ttyS0,
 // and cloud-init reading a NoCloud seed for the users, SSH keys and host keys,
-// so that lab's disk-image path (orchestrator's startDisk) can be tested
-// end to end without downloading anything but Debian packages.
+// so that lab's disk-image path (the qemu provider's cloud disks) can be
+// tested end to end without downloading anything but Debian packages. It
+// also builds lab's own Vagrant box from such a disk (BuildBox) and makes
+// what a cloud image's NoCloud seed carries: host and client keys lab pins
+// and authorizes (KeyPair), and the user-data (CloudUserData).
 //
 // The root filesystem comes from Debian's mirror by mmdebstrap, checked
 // against debian-archive-keyring, and is written into the disk without loop
@@ -24,8 +27,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
+
+	"lab/internal/output"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -304,15 +308,7 @@ func run(ctx context.Context, env []string, program string, args ...string) erro
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", program, ctx.Err())
 		}
-		return fmt.Errorf("%s: %w: %s", program, err, lastLines(string(out), 20))
+		return fmt.Errorf("%s: %w: %s", program, err, output.Tail(string(out), 20))
 	}
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"lab/internal/output"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -153,7 +155,7 @@ func (r *aptRepo) command(ctx context.Context, dir, tool string, args ...string)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", tool, args[0], ctx.Err())
 		}
-		return nil, fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, lastLines(stderr.String(), 5))
+		return nil, fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, output.Tail(stderr.String(), 5))
 	}
 	return stdout.Bytes(), nil
 }
@@ -442,18 +444,4 @@ func parseSimulation(b []byte) []pkg {
 	}
 	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
 	return pkgs
-}
-
-// lastLines returns the last n non-empty lines of s, joined with "; ", for error messages.
-func lastLines(s string, n int) string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "; ")
 }

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"lab/internal/output"
 )
 
 // Files of an image dir.
@@ -182,7 +184,7 @@ func extractDeb(ctx context.Context, deb, dir string) error {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fmt.Errorf("unpacking %s: %w %s", filepath.Base(deb), err, lastLines(stderr.String(), 3))
+		return fmt.Errorf("unpacking %s: %w %s", filepath.Base(deb), err, output.Tail(stderr.String(), 3))
 	}
 	return nil
 }

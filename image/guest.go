@@ -22,10 +22,6 @@ const (
 	OtherUID  = 1001
 )
 
-// GuestAddr is the guest's address on QEMU's user-mode network (10.0.2.0/24, gateway 10.0.2.2),
-// where QEMU forwards the SSH port to by default.
-const GuestAddr = "10.0.2.15"
-
 // initScript is the guest's PID 1. It brings up only what lab's agent needs (file systems, the
 // virtio network card, sshd), prints ReadyMarker once sshd listens, and powers off if sshd dies,
 // so a broken guest ends QEMU instead of hanging. It is part of the image hash.

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"lab/internal/output"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -200,7 +202,7 @@ func decompressWith(ctx context.Context, tool, file string) ([]byte, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%s -dc %s (is %s installed?): %w: %s", tool, filepath.Base(file), tool, err, lastLines(stderr.String(), 3))
+		return nil, fmt.Errorf("%s -dc %s (is %s installed?): %w: %s", tool, filepath.Base(file), tool, err, output.Tail(stderr.String(), 3))
 	}
 	return stdout.Bytes(), nil
 }

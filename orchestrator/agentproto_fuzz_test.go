@@ -13,6 +13,7 @@ import (
 
 	"lab/rundir"
 	"lab/scenario"
+	"lab/target"
 	"lab/wire"
 )
 
@@ -40,7 +41,7 @@ func FuzzAgentProtocol(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, out []byte) {
 		tr := &targetRun{
-			t:      &Target{Name: "fuzz"},
+			t:      target.Spec{Name: "fuzz"},
 			file:   filepath.Join(t.TempDir(), "fuzz.json"),
 			log:    hclog.NewNullLogger(),
 			res:    rundir.Target{Name: "fuzz", Status: rundir.StatusRunning, Phases: []rundir.Phase{}, Results: []rundir.Outcome{}},

@@ -16,6 +16,7 @@ import (
 	"lab/diskimage"
 	"lab/orchestrator"
 	"lab/rundir"
+	"lab/target"
 )
 
 // TestDiskImage runs scenarios on a Debian cloud disk image booted the way
@@ -42,12 +43,12 @@ func TestDiskImage(t *testing.T) {
 	}
 	t.Logf("image %s ready in %s", disk, time.Since(start).Round(100*time.Millisecond))
 
-	target := &orchestrator.Target{Name: "debian-cloud", Provider: "qemu", Disk: disk, OS: "linux", Arch: "amd64", User: "debian"}
+	spec := oneTarget(t, "{name: debian-cloud, provider: qemu, disk: "+disk+", os: linux, arch: amd64, user: debian}")
 	scs := scenarios(t, "bsd-table/*,linux/reuseport-other-user/*")
 	if len(scs) == 0 {
 		t.Fatal("the filter selected no scenarios")
 	}
-	opts := runOpts(t, []*orchestrator.Target{target}, scs)
+	opts := runOpts(t, []target.Spec{spec}, scs)
 	opts.CacheDir = cache
 	sum, err := orchestrator.Run(ctx, opts)
 	if err != nil {
@@ -99,7 +100,7 @@ func TestDiskImage(t *testing.T) {
 	if tr.Env.UID != 0 {
 		t.Errorf("env.UID = %d, want 0 (the agent runs with sudo)", tr.Env.UID)
 	}
-	if _, err := os.Stat(filepath.Join(sum.Dir, target.Name+".console.log")); err != nil {
+	if _, err := os.Stat(filepath.Join(sum.Dir, spec.Name+".console.log")); err != nil {
 		t.Errorf("console log: %v", err)
 	}
 }

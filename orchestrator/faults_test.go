@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,7 @@ import (
 	"lab/remote"
 	"lab/rundir"
 	"lab/scenario"
+	"lab/target"
 	"lab/wire"
 )
 
@@ -166,7 +168,7 @@ func noChildren(t *testing.T) {
 func faultRun(t *testing.T, scs []scenario.Scenario, ready func(orchestrator.TargetState) bool, inject func(sh *guestShell) error) (*orchestrator.Summary, *rundir.Dir, int, bool) {
 	t.Helper()
 	img := guestImage(t)
-	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
+	opts := runOpts(t, []target.Spec{defaultTarget(t, "linux-6.1")}, scs)
 	var once sync.Once
 	injected, measured := false, 0
 	var sh *guestShell
@@ -399,73 +401,24 @@ func (p *cutProxy) cut() {
 	p.conns = nil
 }
 
-// proxiedQEMU boots linux-6.1 and reaches it through a cutProxy, running the
-// agent as the qemu provider does.
+// proxiedQEMU is the qemu provider with a cutProxy between lab and the
+// guest's SSH.
 type proxiedQEMU struct {
+	target.Provider
 	t      *testing.T
-	img    *image.Image
 	refuse int
 	proxy  chan *cutProxy
 }
 
-func (proxiedQEMU) Check(*orchestrator.Target) error { return nil }
-
-func (p proxiedQEMU) Start(ctx context.Context, tg *orchestrator.Target, env orchestrator.StartEnv) (orchestrator.Machine, error) {
-	env.Phase("boot")
-	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: p.img.Kernel, Initrd: p.img.Initrd, Append: orchestrator.GuestCmdline, MemoryMB: 256, CPUs: 1, Accel: "auto", Name: "lab " + tg.Name + " " + env.RunDir, ConsolePath: filepath.Join(env.RunDir, tg.Name+".console.log")})
+func (p proxiedQEMU) Start(ctx context.Context, s target.Spec, env target.Env) (*target.Instance, error) {
+	in, err := p.Provider.Start(ctx, s, env)
 	if err != nil {
 		return nil, err
 	}
-	env.Phase("connect")
-	px := newCutProxy(p.t, vm.SSHAddr(), p.refuse)
+	px := newCutProxy(p.t, in.SSH.Addr, p.refuse)
 	p.proxy <- px
-	signer, _ := p.img.ClientSigner()
-	key, _ := p.img.HostPublicKey()
-	cfg := remote.Config{Addr: px.ln.Addr().String(), User: p.img.User, Signer: signer, HostKey: ssh.FixedHostKey(key), Deadline: 90 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second, Log: env.Log}
-	c, err := remote.Dial(ctx, cfg)
-	if err != nil {
-		return nil, errors.Join(err, vm.Stop(context.WithoutCancel(ctx)))
-	}
-	return &proxiedMachine{c: c, vm: vm, cfg: cfg}, nil
-}
-
-type proxiedMachine struct {
-	c   *remote.Client
-	vm  *qemu.VM
-	cfg remote.Config
-}
-
-// Reconnect dials through the proxy again, as sshMachine does directly.
-func (m *proxiedMachine) Reconnect(ctx context.Context) error {
-	c, err := remote.Dial(ctx, m.cfg)
-	if err != nil {
-		return err
-	}
-	m.c.Close()
-	m.c = c
-	return nil
-}
-
-func (m *proxiedMachine) Upload(ctx context.Context, local string) (string, error) {
-	f, err := os.Open(local)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	return "/tmp/lab-agent-proxied", m.c.Upload(ctx, f, "/tmp/lab-agent-proxied", 0o755)
-}
-
-func (m *proxiedMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
-	remoteErr, transportErr := m.c.Run(ctx, cmd, stdin, stdout, io.Discard)
-	if transportErr != nil {
-		return fmt.Errorf("running agent: connection lost: %w", transportErr)
-	}
-	return remoteErr
-}
-
-func (m *proxiedMachine) Close(ctx context.Context) error {
-	m.c.Close()
-	return m.vm.Stop(ctx)
+	in.SSH.Addr = px.ln.Addr().String()
+	return in, nil
 }
 
 // TestFaultConnectionCut puts a TCP proxy between lab and the guest that
@@ -475,7 +428,7 @@ func (m *proxiedMachine) Close(ctx context.Context) error {
 // completes with every result and none twice.
 func TestFaultConnectionCut(t *testing.T) {
 	needGuests(t)
-	img := guestImage(t)
+	real, _ := target.Lookup("qemu")
 	for _, tc := range []struct {
 		phase string
 		when  func(orchestrator.TargetState) bool
@@ -484,10 +437,10 @@ func TestFaultConnectionCut(t *testing.T) {
 		{"run", inRun(5)},
 	} {
 		t.Run(tc.phase, func(t *testing.T) {
-			prov := proxiedQEMU{t: t, img: img, refuse: 3, proxy: make(chan *cutProxy, 1)}
+			prov := proxiedQEMU{Provider: real, t: t, refuse: 3, proxy: make(chan *cutProxy, 1)}
 			scs := scenarios(t, "")
-			opts := runOpts(t, []*orchestrator.Target{{Name: "linux-6.1", Provider: "proxied", OS: "linux", Arch: "amd64"}}, scs)
-			opts.Providers = map[string]orchestrator.Provider{"proxied": prov}
+			opts := runOpts(t, []target.Spec{defaultTarget(t, "linux-6.1")}, scs)
+			opts.Providers = map[string]target.Provider{"qemu": prov}
 			var once sync.Once
 			var px *cutProxy
 			measured, injected := 0, false
@@ -552,7 +505,8 @@ func TestFaultConnectionCut(t *testing.T) {
 				t.Errorf("retries without backoff: gaps %v", gaps)
 			}
 			if tc.phase == "run" {
-				record(faultRow{fault: "connect refused 3 times (connect)", injected: true, survived: len(acc) >= 4 && tr.Phases[1].Error == ""})
+				firstConnect := slices.IndexFunc(tr.Phases, func(p rundir.Phase) bool { return p.Name == "connect" })
+				record(faultRow{fault: "connect refused 3 times (connect)", injected: true, survived: len(acc) >= 4 && firstConnect >= 0 && tr.Phases[firstConnect].Error == ""})
 			}
 		})
 	}
@@ -565,7 +519,7 @@ func TestFaultConnectionCut(t *testing.T) {
 func TestFaultHostKeyChanged(t *testing.T) {
 	needGuests(t)
 	img := guestImage(t)
-	vm, err := qemu.Start(context.Background(), qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: orchestrator.GuestCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
+	vm, err := qemu.Start(context.Background(), qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: image.KernelCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,11 +546,11 @@ func TestFaultHostKeyChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tg := &orchestrator.Target{Name: "linux-6.1", Provider: "ssh", Host: vm.SSHAddr(), User: img.User, Key: keyFile, KnownHosts: known, OS: "linux", Arch: "amd64", BootTimeout: orchestrator.Duration(60 * time.Second)}
+	tg := oneTarget(t, fmt.Sprintf("{name: linux-6.1, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: amd64, boot_timeout: 60s}", vm.SSHAddr(), img.User, keyFile, known))
 	scs := scenarios(t, "bsd-table/row1/*")
 
 	writeKnown(real)
-	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scs))
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{tg}, scs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -606,7 +560,7 @@ func TestFaultHostKeyChanged(t *testing.T) {
 
 	writeKnown(other)
 	start := time.Now()
-	sum, err = orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scs))
+	sum, err = orchestrator.Run(context.Background(), runOpts(t, []target.Spec{tg}, scs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -767,7 +721,7 @@ func TestFaultScenarioHangs(t *testing.T) {
 		scs = append(scs, s)
 	}
 	scs = append(scs, scenarios(t, "bsd-table/*")...)
-	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{defaultTarget(t, "local")}, scs))
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{defaultTarget(t, "local")}, scs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
 	"lab/image"
@@ -27,45 +26,18 @@ import (
 	"lab/remote"
 	"lab/rundir"
 	"lab/scenario"
+	"lab/target"
 )
 
 // These tests boot real Linux guests under QEMU (TCG) from Debian's
 // packages. They need qemu-system-x86_64, apt-get and Debian's mirror, which
 // the README's test command installs; only -short skips them.
 
-func cacheDir(t testing.TB) string {
-	if d := os.Getenv("LAB_CACHE"); d != "" {
-		return d
-	}
-	return filepath.Join(os.TempDir(), "lab-cache")
-}
-
 func needGuests(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots QEMU guests; skipped with -short")
 	}
-}
-
-func scenarios(t testing.TB, only string) []scenario.Scenario {
-	t.Helper()
-	scs, err := scenario.ParseFile("../scenarios.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return scenario.Filter(scs, only)
-}
-
-func defaultTarget(t testing.TB, name string) *orchestrator.Target {
-	t.Helper()
-	for _, tg := range orchestrator.DefaultTargets {
-		if tg.Name == name {
-			c := *tg
-			return &c
-		}
-	}
-	t.Fatalf("no default target %s", name)
-	return nil
 }
 
 // qemuProcs lists QEMU processes whose command line contains s.
@@ -113,7 +85,7 @@ func noQEMULeft(t *testing.T, runDir string) {
 	}
 }
 
-func runOpts(t *testing.T, targets []*orchestrator.Target, scs []scenario.Scenario) orchestrator.Options {
+func runOpts(t *testing.T, targets []target.Spec, scs []scenario.Scenario) orchestrator.Options {
 	return orchestrator.Options{
 		Targets:    targets,
 		Scenarios:  scs,
@@ -121,7 +93,6 @@ func runOpts(t *testing.T, targets []*orchestrator.Target, scs []scenario.Scenar
 		CacheDir:   cacheDir(t),
 		Parallel:   len(targets),
 		Log:        quietLog(),
-		Providers:  orchestrator.Providers(),
 	}
 }
 
@@ -129,7 +100,7 @@ func runOpts(t *testing.T, targets []*orchestrator.Target, scs []scenario.Scenar
 // the local machine at once, as the README's main command does.
 func TestThreeKernels(t *testing.T) {
 	needGuests(t)
-	targets := []*orchestrator.Target{defaultTarget(t, "local"), defaultTarget(t, "linux-5.10"), defaultTarget(t, "linux-6.1"), defaultTarget(t, "linux-6.12")}
+	targets := []target.Spec{defaultTarget(t, "local"), defaultTarget(t, "linux-5.10"), defaultTarget(t, "linux-6.1"), defaultTarget(t, "linux-6.12")}
 	scs := scenarios(t, "bsd-table/*,timewait/*,linux/reuseport-other-user/*,distribution/udp-reuseport")
 	sum, err := orchestrator.Run(context.Background(), runOpts(t, targets, scs))
 	if err != nil {
@@ -192,7 +163,7 @@ func TestQEMUKilledMidRun(t *testing.T) {
 		{"run", 5},
 	} {
 		t.Run(tc.phase, func(t *testing.T) {
-			opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "linux-6.1")}, scs)
+			opts := runOpts(t, []target.Spec{defaultTarget(t, "linux-6.1")}, scs)
 			var once sync.Once
 			killed := make(chan int, 1)
 			measured, kept := 0, 0
@@ -255,13 +226,11 @@ func TestQEMUKilledMidRun(t *testing.T) {
 // error says so and carries the console's last lines, and QEMU is stopped.
 func TestGuestNeverOpensSSH(t *testing.T) {
 	needGuests(t)
-	tg := defaultTarget(t, "linux-6.1")
-	tg.KernelArgs = "rdinit=/bin/sh"
-	tg.BootTimeout = orchestrator.Duration(10 * time.Second)
+	tg := oneTarget(t, "{name: linux-6.1, provider: qemu, suite: bookworm, kernel: linux-image-cloud-amd64, kernel_args: rdinit=/bin/sh, boot_timeout: 10s}")
 	injected := false
 	defer func() { recordFault("guest never opens SSH (connect)", injected, !t.Failed(), 0, 0) }()
 	injected = true // the fault is the guest's command line
-	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{tg}, scenarios(t, "bsd-table/row1/*")))
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{tg}, scenarios(t, "bsd-table/row1/*")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +265,7 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: orchestrator.GuestCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
+	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: image.KernelCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,11 +344,6 @@ func TestInterruptDuringRun(t *testing.T) {
 	}
 }
 
-// progressFunc adapts a function to orchestrator.Progress.
-type progressFunc func(orchestrator.TargetState)
-
-func (f progressFunc) Update(s orchestrator.TargetState) { f(s) }
-
 func fmtSscan(s string, pid *int) (int, error) { return fmt.Sscan(strings.SplitN(s, ":", 2)[0], pid) }
 
 // recordFault adds a row to the fault suite's summary table when that suite
@@ -390,7 +354,14 @@ var recordFault = func(fault string, injected, survived bool, measured, kept int
 
 func fixedKey(k ssh.PublicKey) ssh.HostKeyCallback { return ssh.FixedHostKey(k) }
 
-func quietLog() hclog.Logger { return hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}) }
+// reconnectedToDeadGuest says whether a target's error shows lab trying to
+// reconnect ("...; then, connect: ...") after it had already seen the
+// guest's QEMU exit. A reconnect after a plain dropped connection is right,
+// even if the guest turns out to have died meanwhile.
+func reconnectedToDeadGuest(e string) bool {
+	before, _, found := strings.Cut(e, "; then, ")
+	return found && strings.Contains(before, "QEMU process exited")
+}
 
 // waitForResult waits up to timeout for the target's file under out to hold a
 // result and returns how many it holds.
@@ -407,13 +378,4 @@ func waitForResult(out string, timeout time.Duration) int {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return 0
-}
-
-// reconnectedToDeadGuest says whether a target's error shows lab trying to
-// reconnect ("...; then, connect: ...") after it had already seen the
-// guest's QEMU exit. A reconnect after a plain dropped connection is right,
-// even if the guest turns out to have died meanwhile.
-func reconnectedToDeadGuest(e string) bool {
-	before, _, found := strings.Cut(e, "; then, ")
-	return found && strings.Contains(before, "QEMU process exited")
 }

@@ -22,6 +22,7 @@ import (
 
 	"lab/orchestrator"
 	"lab/rundir"
+	"lab/target"
 )
 
 // TestLoadSixteenGuests queues 16 microVMs behind --parallel 2 in a real lab
@@ -121,7 +122,7 @@ func TestLoadHundredLocalRuns(t *testing.T) {
 	scs := scenarios(t, "bsd-table/*")
 	base := t.TempDir()
 	run := func() {
-		opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "local")}, scs)
+		opts := runOpts(t, []target.Spec{defaultTarget(t, "local")}, scs)
 		opts.ResultsDir = base
 		sum, err := orchestrator.Run(context.Background(), opts)
 		if err != nil {
@@ -165,7 +166,7 @@ func TestLoadConcurrentRunsOneResultsDir(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "local")}, scs)
+			opts := runOpts(t, []target.Spec{defaultTarget(t, "local")}, scs)
 			opts.ResultsDir = base
 			<-start
 			sums[i], errs[i] = orchestrator.Run(context.Background(), opts)
@@ -198,7 +199,7 @@ func TestLoadConcurrentRunsOneResultsDir(t *testing.T) {
 // missing.
 func TestLoadIncompleteRunReported(t *testing.T) {
 	scs := scenarios(t, "bsd-table/row1/*")
-	opts := runOpts(t, []*orchestrator.Target{defaultTarget(t, "local")}, scs)
+	opts := runOpts(t, []target.Spec{defaultTarget(t, "local")}, scs)
 	sum, err := orchestrator.Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -1,19 +1,14 @@
-// Package orchestrator runs the scenario catalog on targets: it brings each
-// target up with its provider (local, qemu, ssh), pushes the agent, streams
-// the agent's results into the run directory as they arrive, and tears the
-// target down. A target's life is a list of phases whose cleanups always
-// run, Ctrl-C included, so no VM outlives a run.
+// Package orchestrator is lab's run engine: it starts the targets of a run
+// in parallel through their providers (package target), builds and pushes
+// the agent, streams the agent's results into the run directory as they
+// arrive, and tears every target down, Ctrl-C included, so no VM outlives a
+// run. It knows nothing of any one provider.
 package orchestrator
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -23,49 +18,13 @@ import (
 	"lab/remote"
 	"lab/rundir"
 	"lab/scenario"
+	"lab/target"
 	"lab/wire"
 )
 
-// Machine is a target that is up: the agent can be put on it and run.
-type Machine interface {
-	// Upload copies the agent binary at local onto the machine and returns
-	// the command that runs it there.
-	Upload(ctx context.Context, local string) (cmd string, err error)
-	// Run runs cmd with stdin, streaming its standard output to stdout as
-	// it comes. An error is an infrastructure failure (the connection or
-	// the process died), never a scenario outcome.
-	Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error
-	// Close tears the machine down (stops its VM) or disconnects. It is
-	// safe to call more than once.
-	Close(ctx context.Context) error
-}
-
-// Provider brings targets of one kind up.
-type Provider interface {
-	// Check says what this host lacks to run t, or nil when it can.
-	Check(t *Target) error
-	// Start brings t up and returns it reachable. It reports each phase it
-	// goes through (image, boot, connect) to phase. On error nothing it
-	// started is left running.
-	Start(ctx context.Context, t *Target, env StartEnv) (Machine, error)
-}
-
-// StartEnv is what a provider gets besides the target.
-type StartEnv struct {
-	RunDir   string // where consoles and logs of this target go
-	CacheDir string
-	Log      hclog.Logger
-	// Phase marks the start of a named phase; the previous one ends there.
-	Phase func(name string)
-}
-
-// ErrUnavailable marks a target this host cannot run: a result to report,
-// not a failure of the run.
-var ErrUnavailable = errors.New("not available on this host")
-
 // Options configures a run.
 type Options struct {
-	Targets   []*Target
+	Targets   []target.Spec
 	Scenarios []scenario.Scenario
 	// ResultsDir is the base directory; the run gets its own directory in it.
 	ResultsDir string
@@ -74,7 +33,21 @@ type Options struct {
 	Command    string // the command line, recorded in run.json
 	Log        hclog.Logger
 	Progress   Progress
-	Providers  map[string]Provider
+	// Then, if set, runs on each target whose agent finished, before the
+	// target is torn down (lab repro runs its reproducer there). Its error
+	// fails the target.
+	Then func(ctx context.Context, f *Finished) error
+	// Providers replaces providers of the same name (tests wrap a real
+	// provider or bring a fake one); the rest come from package target.
+	Providers map[string]target.Provider
+}
+
+// Finished is a target whose agent has finished, as Options.Then gets it.
+type Finished struct {
+	Dir      string         // the run directory
+	Result   *rundir.Target // what the target measured
+	Instance *target.Instance
+	Machine  target.Machine // still up
 }
 
 // Summary is how a run ended.
@@ -164,7 +137,7 @@ func describe(s scenario.Scenario) rundir.Scenario {
 // targetRun is one target's life in a run, with the results file it keeps
 // up to date.
 type targetRun struct {
-	t      *Target
+	t      target.Spec
 	opts   Options
 	file   string
 	log    hclog.Logger
@@ -177,7 +150,7 @@ type targetRun struct {
 	endedIn string
 }
 
-func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, dir string) rundir.Target {
+func runTarget(ctx context.Context, t target.Spec, req wire.Request, opts Options, dir string) rundir.Target {
 	tr := &targetRun{
 		t:      t,
 		opts:   opts,
@@ -194,7 +167,7 @@ func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, d
 	switch {
 	case err == nil:
 		tr.res.Status = rundir.StatusComplete
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, target.ErrUnavailable):
 		tr.res.Status = rundir.StatusUnavailable
 		tr.res.Error = err.Error()
 	case ctx.Err() != nil:
@@ -226,13 +199,22 @@ func runTarget(ctx context.Context, t *Target, req wire.Request, opts Options, d
 func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	prov, ok := tr.opts.Providers[tr.t.Provider]
 	if !ok {
-		return fmt.Errorf("target %s: no provider %q", tr.t.Name, tr.t.Provider)
+		if prov, ok = target.Lookup(tr.t.Provider); !ok {
+			return fmt.Errorf("target %s: no provider %q", tr.t.Name, tr.t.Provider)
+		}
 	}
 	if err := prov.Check(tr.t); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", target.ErrUnavailable, err)
 	}
-	env := StartEnv{RunDir: filepath.Dir(tr.file), CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
-	m, err := prov.Start(ctx, tr.t, env)
+	env := target.Env{RunDir: filepath.Dir(tr.file), CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
+	in, err := prov.Start(ctx, tr.t, env)
+	if err != nil {
+		return fmt.Errorf("target %s, %s: %w", tr.t.Name, tr.lastPhase(), err)
+	}
+	if in.SSH != nil {
+		tr.startPhase("connect")
+	}
+	m, err := target.Connect(ctx, in, tr.log)
 	if err != nil {
 		return fmt.Errorf("target %s, %s: %w", tr.t.Name, tr.lastPhase(), err)
 	}
@@ -242,7 +224,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 		tr.startPhase("teardown")
 		// Teardown gets its own deadline: the run's context may be the
 		// reason we are here (Ctrl-C), and the VM must still stop.
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
 		defer cancel()
 		cerr := m.Close(tctx)
 		tr.endPhase(cerr)
@@ -255,21 +237,21 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	}()
 
 	tr.startPhase("build")
-	agentBin, err := tr.opts.agent(ctx, tr.t)
+	agentBin, err := buildAgent(ctx, tr.opts.CacheDir, in.Agent)
 	if err != nil {
 		return fmt.Errorf("target %s, building agent: %w", tr.t.Name, err)
 	}
 	for attempt := 1; ; attempt++ {
 		err = tr.uploadAndRun(ctx, m, agentBin, tr.unmeasured(req))
-		r, ok := m.(Reconnecter)
+		r, ok := m.(target.Reconnecter)
 		var lost *remote.TransportError
-		if err == nil || !ok || !errors.As(err, &lost) || errors.Is(err, errGuestExited) || attempt == connectionAttempts || ctx.Err() != nil {
-			return err
+		if err == nil || !ok || !errors.As(err, &lost) || errors.Is(err, target.ErrMachineExited) || attempt == connectionAttempts || ctx.Err() != nil {
+			break
 		}
 		// Uploading again is safe (a fresh name each time), and so is
 		// running the scenarios not yet measured (each picks its ports
 		// afresh); the one cut short runs again from its start.
-		wait := time.Duration(attempt) * time.Second
+		wait := time.Duration(attempt) * reconnectWait
 		tr.log.Warn("connection lost; reconnecting", "error", err, "attempt", attempt+1, "of", connectionAttempts, "after", wait, "measured", len(tr.res.Results))
 		tr.endPhase(err)
 		select {
@@ -282,20 +264,31 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 			return fmt.Errorf("%w; then, %s: %w", err, tr.lastPhase(), rerr)
 		}
 	}
+	if err != nil || tr.opts.Then == nil {
+		return err
+	}
+	tr.mu.Lock()
+	res := tr.res
+	tr.mu.Unlock()
+	return tr.opts.Then(ctx, &Finished{Dir: filepath.Dir(tr.file), Result: &res, Instance: in, Machine: m})
 }
+
+// teardownTimeout bounds a target's teardown: stopping a VM takes a few
+// seconds at most (SIGTERM, then SIGKILL), destroying a Vagrant machine
+// bounds itself.
+const teardownTimeout = 30 * time.Second
+
+// reconnectWait is the backoff before the first reconnect, doubled for the
+// second: a guest's sshd that dropped a connection under load answers again
+// within a second or two.
+var reconnectWait = time.Second
 
 // connectionAttempts bounds how often a target's upload and run are tried
 // when the connection drops under them.
 const connectionAttempts = 3
 
-// Reconnecter is a Machine whose lost connection can be made again while
-// the machine itself lives on (a guest or host reached over SSH).
-type Reconnecter interface {
-	Reconnect(ctx context.Context) error
-}
-
 // uploadAndRun pushes the agent and runs req's scenarios with it.
-func (tr *targetRun) uploadAndRun(ctx context.Context, m Machine, agentBin string, req wire.Request) error {
+func (tr *targetRun) uploadAndRun(ctx context.Context, m target.Machine, agentBin string, req wire.Request) error {
 	tr.startPhase("upload")
 	cmd, err := m.Upload(ctx, agentBin)
 	if err != nil {
@@ -326,119 +319,6 @@ func (tr *targetRun) unmeasured(req wire.Request) wire.Request {
 	return out
 }
 
-// runAgent runs the agent and records each line as it arrives.
-func (tr *targetRun) runAgent(ctx context.Context, m Machine, cmd string, req wire.Request) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encoding request: %w", err)
-	}
-	// A live agent prints a line per scenario, each within the scenario's
-	// deadline; one that stays silent far longer is hung or stopped, which
-	// the connection's keepalives cannot see while sshd still answers.
-	silence := agentSilence(req)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	watchdog := time.AfterFunc(silence, func() {
-		cancel(fmt.Errorf("the agent printed nothing for %v (hung or stopped)", silence))
-	})
-	defer watchdog.Stop()
-	pr, pw := io.Pipe()
-	runErr := make(chan error, 1)
-	go func() {
-		err := m.Run(ctx, cmd, bytes.NewReader(body), pw)
-		pw.CloseWithError(err)
-		runErr <- err
-	}()
-	done, err := tr.readAgent(&resetReader{r: pr, t: watchdog, d: silence})
-	if err != nil && !errors.Is(err, errAgentOutput) {
-		// Saving a result failed: stop reading, which ends the agent.
-		pr.CloseWithError(err)
-		return err
-	}
-	readErr := err
-	pr.Close()
-	err = <-runErr
-	if err == nil {
-		err = readErr
-	}
-	if !done {
-		if err == nil {
-			err = errors.New("the agent exited without finishing")
-		}
-		return fmt.Errorf("target %s, run: agent stopped after %d of %d scenarios: %w", tr.t.Name, len(tr.res.Results), tr.res.Total, err)
-	}
-	if err != nil {
-		return fmt.Errorf("target %s, run: %w", tr.t.Name, err)
-	}
-	return nil
-}
-
-// agentSilence is how long the agent may print nothing before it counts as
-// hung: the longest scenario deadline (the agent's default is 3 s) twice
-// over, plus time for a slow emulated guest to start the agent.
-func agentSilence(req wire.Request) time.Duration {
-	longest := 3 * time.Second
-	for _, s := range req.Scenarios {
-		longest = max(longest, s.Timeout.Duration())
-	}
-	return 2*longest + 30*time.Second
-}
-
-// resetReader pushes a timer back by d whenever bytes arrive.
-type resetReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
-}
-
-func (r *resetReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.t.Reset(r.d)
-	}
-	return n, err
-}
-
-// errAgentOutput marks output of the agent that could not be read as lines
-// (a line longer than the reader's limit, or a broken stream).
-var errAgentOutput = errors.New("reading the agent's output")
-
-// readAgent records each JSON line the agent prints on r, saving the
-// results file after each env and result line, until r ends. It reports
-// whether the agent said it was done. Lines that are not JSON are logged
-// and skipped; an error wrapping errAgentOutput means the stream itself
-// could not be read, any other error that the results could not be saved.
-func (tr *targetRun) readAgent(r io.Reader) (done bool, err error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for sc.Scan() {
-		var l wire.Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			tr.log.Warn("agent printed a line that is not JSON", "line", truncate(sc.Text(), 200))
-			continue
-		}
-		switch {
-		case l.Env != nil:
-			tr.res.Env = l.Env
-		case l.Progress != nil:
-			tr.progress()
-		case l.Result != nil:
-			tr.add(*l.Result)
-		case l.Done != nil:
-			done = true
-		}
-		if l.Env != nil || l.Result != nil {
-			if err := tr.save(); err != nil {
-				return done, err
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return done, fmt.Errorf("%w: %w", errAgentOutput, err)
-	}
-	return done, nil
-}
-
 // add records a result with the documented claims for this target.
 func (tr *targetRun) add(r wire.Result) {
 	o := rundir.Outcome{Result: r}
@@ -464,8 +344,16 @@ func (tr *targetRun) save() error {
 	return rundir.WriteJSON(tr.file, tr.res)
 }
 
-// startPhase ends the current phase and starts the named one.
+// startPhase ends the current phase and starts the named one; it does
+// nothing when that phase is the current one (a provider may name the
+// phase the engine is about to start).
 func (tr *targetRun) startPhase(name string) {
+	tr.mu.Lock()
+	current := tr.phase
+	tr.mu.Unlock()
+	if current == name {
+		return
+	}
 	tr.endPhase(nil)
 	tr.mu.Lock()
 	tr.phase, tr.since = name, time.Now()
@@ -516,13 +404,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
-}
-
-// fileMode reports a file's permission bits, for key checks.
-func fileMode(path string) (os.FileMode, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0, err
-	}
-	return fi.Mode().Perm(), nil
 }

@@ -16,11 +16,12 @@ import (
 	"lab/internal/testenv"
 	"lab/orchestrator"
 	"lab/rundir"
+	"lab/target"
 )
 
-func sshTarget(s *testenv.SSHD) *orchestrator.Target {
+func sshTarget(t testing.TB, s *testenv.SSHD) target.Spec {
 	u, _ := user.Current()
-	return &orchestrator.Target{Name: "ssh-host", Provider: "ssh", Host: s.Addr, User: u.Username, Key: s.Key, KnownHosts: s.KnownHosts, OS: "linux", Arch: "amd64"}
+	return oneTarget(t, fmt.Sprintf("{name: ssh-host, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: amd64}", s.Addr, u.Username, s.Key, s.KnownHosts))
 }
 
 // TestSSHProvider runs scenarios on a host reached over SSH and checks the
@@ -29,7 +30,7 @@ func TestSSHProvider(t *testing.T) {
 	s := testenv.StartSSHD(t)
 	before, _ := filepath.Glob("/tmp/lab-agent-*")
 	scs := scenarios(t, "bsd-table/*")
-	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{sshTarget(s)}, scs))
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{sshTarget(t, s)}, scs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestSSHProviderRefusesUnknownKey(t *testing.T) {
 	pub, _ := os.ReadFile(filepath.Join(other, "k.pub"))
 	host, port, _ := net.SplitHostPort(s.Addr)
 	os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%s %s", host, port, pub)), 0o644)
-	sum, err := orchestrator.Run(context.Background(), runOpts(t, []*orchestrator.Target{sshTarget(s)}, scenarios(t, "bsd-table/row1/*")))
+	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{sshTarget(t, s)}, scenarios(t, "bsd-table/row1/*")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,10 @@
-package orchestrator
+//go:build linux
+
+package orchestrator_test
 
 import (
 	"bytes"
 	"context"
-	"debug/pe"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +13,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"lab/orchestrator"
 	"lab/rundir"
-	"lab/scenario"
+	"lab/target"
 )
 
 // TestWineObserved runs a handful of the catalog's scenarios with the
@@ -28,7 +29,8 @@ func TestWineObserved(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the Windows agent under Wine; skipped with -short")
 	}
-	if err := (Wine{}).Check(&Target{}); err != nil {
+	spec := oneTarget(t, "{name: wine, provider: wine}")
+	if err := target.Check(spec); err != nil {
 		t.Fatalf("scripts/setup installs Wine (wine64 wine): %v", err)
 	}
 	want := map[string]string{
@@ -55,7 +57,7 @@ func TestWineObserved(t *testing.T) {
 		"timewait/reuseport-both/listen": "unsupported",
 		"windows/reuseaddr-both/listen":  "setup-failed", // the second bind, before listen: EACCES
 	}
-	scs := catalogScenarios(t, "windows/exclusiveaddruse/*,windows/steal/*,bsd-table/row1/*,timewait/no-flag,timewait/reuseaddr-both,timewait/reuseport-both,windows/reuseaddr-both/listen")
+	scs := scenarios(t, "windows/exclusiveaddruse/*,windows/steal/*,bsd-table/row1/*,timewait/no-flag,timewait/reuseaddr-both,timewait/reuseport-both,windows/reuseaddr-both/listen")
 	if len(scs) != len(want) {
 		t.Fatalf("the catalog gave %d scenarios, the test pins %d", len(scs), len(want))
 	}
@@ -63,10 +65,9 @@ func TestWineObserved(t *testing.T) {
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "lab-cache")
 	}
-	target := &Target{Name: "wine", Provider: "wine"}
-	sum, err := Run(context.Background(), Options{
-		Targets: []*Target{target}, Scenarios: scs, ResultsDir: t.TempDir(), CacheDir: cache, Parallel: 1,
-		Log: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}), Providers: Providers(),
+	sum, err := orchestrator.Run(context.Background(), orchestrator.Options{
+		Targets: []target.Spec{spec}, Scenarios: scs, ResultsDir: t.TempDir(), CacheDir: cache, Parallel: 1,
+		Log: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -99,15 +100,6 @@ func TestWineObserved(t *testing.T) {
 	}
 }
 
-func catalogScenarios(t *testing.T, only string) []scenario.Scenario {
-	t.Helper()
-	scs, err := scenario.ParseFile("../scenarios.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return scenario.Filter(scs, only)
-}
-
 // wineProcesses lists processes whose environment names prefix as their
 // WINEPREFIX.
 func wineProcesses(prefix string) []string {
@@ -126,62 +118,4 @@ func wineProcesses(prefix string) []string {
 		}
 	}
 	return out
-}
-
-// TestForwarderDLL reads the DLL back with debug/pe and walks its export
-// table as a loader does.
-func TestForwarderDLL(t *testing.T) {
-	fwd := map[string]string{"ProcessPrng": "advapi32.SystemFunction036", "Another": "kernel32.Sleep"}
-	img := forwarderDLL("bcryptprimitives.dll", fwd)
-	f, err := pe.NewFile(bytes.NewReader(img))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != pe.IMAGE_FILE_MACHINE_AMD64 || f.Characteristics&pe.IMAGE_FILE_DLL == 0 {
-		t.Fatalf("machine %#x, characteristics %#x; want an AMD64 DLL", f.Machine, f.Characteristics)
-	}
-	oh, ok := f.OptionalHeader.(*pe.OptionalHeader64)
-	if !ok {
-		t.Fatalf("optional header %T, want PE32+", f.OptionalHeader)
-	}
-	dir := oh.DataDirectory[pe.IMAGE_DIRECTORY_ENTRY_EXPORT]
-	if len(f.Sections) != 1 {
-		t.Fatalf("%d sections", len(f.Sections))
-	}
-	sec := f.Sections[0]
-	data, err := sec.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	le := binary.LittleEndian
-	at := func(rva uint32) []byte { return data[rva-sec.VirtualAddress:] }
-	cstr := func(rva uint32) string { b := at(rva); return string(b[:bytes.IndexByte(b, 0)]) }
-	ed := at(dir.VirtualAddress)
-	if got := cstr(le.Uint32(ed[12:])); got != "bcryptprimitives.dll" {
-		t.Errorf("name %q", got)
-	}
-	n := le.Uint32(ed[24:])
-	funcs, names, ords := at(le.Uint32(ed[28:])), at(le.Uint32(ed[32:])), at(le.Uint32(ed[36:]))
-	got := map[string]string{}
-	prev := ""
-	for i := uint32(0); i < n; i++ {
-		name := cstr(le.Uint32(names[4*i:]))
-		if name <= prev {
-			t.Errorf("names not sorted: %q after %q", name, prev)
-		}
-		prev = name
-		rva := le.Uint32(funcs[4*uint32(le.Uint16(ords[2*i:])):])
-		if rva < dir.VirtualAddress || rva >= dir.VirtualAddress+dir.Size {
-			t.Errorf("%s: address %#x is outside the export directory, so not a forwarder", name, rva)
-		}
-		got[name] = cstr(rva)
-	}
-	if len(got) != len(fwd) {
-		t.Fatalf("exports %v, want %v", got, fwd)
-	}
-	for k, v := range fwd {
-		if got[k] != v {
-			t.Errorf("%s forwards to %q, want %q", k, got[k], v)
-		}
-	}
 }

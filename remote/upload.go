@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"lab/internal/shell"
+
 	"github.com/pkg/sftp"
 )
 
@@ -94,7 +96,7 @@ func (c *Client) uploadSFTP(ctx context.Context, rd io.Reader, w io.WriteCloser,
 func (c *Client) uploadShell(ctx context.Context, r io.Reader, dst string, mode os.FileMode) error {
 	tmp := tempName(dst)
 	cmd := fmt.Sprintf("cat > %s && chmod %04o %s && mv -f %s %s || { s=$?; rm -f %s; exit $s; }",
-		shellQuote(tmp), mode.Perm(), shellQuote(tmp), shellQuote(tmp), shellQuote(dst), shellQuote(tmp))
+		shell.Quote(tmp), mode.Perm(), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(dst), shell.Quote(tmp))
 	var stderr bytes.Buffer
 	remoteErr, transportErr := c.Run(ctx, cmd, r, nil, &stderr)
 	if transportErr != nil {
@@ -142,6 +144,3 @@ func tempName(dst string) string {
 	rand.Read(b[:])
 	return dst + ".lab-tmp-" + hex.EncodeToString(b[:])
 }
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"lab/image"
-	"lab/orchestrator"
+	"lab/target"
 )
 
 const imageUsage = `usage: lab image build [-file lab.yaml] [NAME...]
@@ -38,24 +39,27 @@ func cmdImage(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		if ts, err = orchestrator.Select(ts, strings.Join(fs.Args(), ",")); err != nil {
+		if ts, err = target.Select(ts, strings.Join(fs.Args(), ",")); err != nil {
 			fmt.Fprintln(os.Stderr, "lab:", err)
 			return exitUsage
 		}
 	}
 	log := c.logger()
 	status := exitOK
+	named := fs.NArg() > 0
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 1, ' ', 0)
+	defer w.Flush()
 	for _, t := range ts {
-		if t.Suite == "" {
-			continue
-		}
-		img, err := image.Build(ctx, image.Spec{Name: t.Name, Suite: t.Suite, KernelPackage: t.Kernel, Arch: t.Arch}, c.cacheDir, log)
-		if err != nil {
+		built, ok, err := target.BuildImage(ctx, t, c.env(log))
+		switch {
+		case err != nil:
 			fmt.Fprintf(os.Stderr, "lab: %s: %v\n", t.Name, err)
 			status = exitInfra
-			continue
+		case ok:
+			fmt.Fprintf(w, "%s\t%s\n", t.Name, built)
+		case named:
+			fmt.Fprintf(w, "%s\tnothing to build (%s)\n", t.Name, t.Describe())
 		}
-		fmt.Printf("%-12s %s (%s %s)\n", t.Name, img.Dir, img.KernelPackage, img.KernelVersion)
 	}
 	return status
 }
@@ -74,7 +78,7 @@ func cmdImagePrune(args []string) int {
 		fmt.Fprintln(os.Stderr, imageUsage)
 		return exitUsage
 	}
-	kept, err := orchestrator.ListKept(*cacheDir)
+	kept, err := target.ListKept(*cacheDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab: listing kept guests:", err)
 		return exitInfra

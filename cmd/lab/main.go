@@ -24,15 +24,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mattn/go-isatty"
 
 	"lab/orchestrator"
 	"lab/scenario"
+	"lab/target"
 )
 
 // Exit codes a CI can act on.
@@ -111,12 +112,17 @@ func (c *common) logger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "lab", Level: level, Output: os.Stderr})
 }
 
-func (c *common) targets() ([]*orchestrator.Target, error) {
-	ts, err := orchestrator.LoadTargets(c.targetsFile)
+func (c *common) targets() ([]target.Spec, error) {
+	ts, err := target.Load(c.targetsFile)
 	if errors.Is(err, os.ErrNotExist) && c.targetsFile == "lab.yaml" {
-		return orchestrator.DefaultTargets, nil
+		return target.Defaults(), nil
 	}
 	return ts, err
+}
+
+// env is what providers get outside a run (lab image build).
+func (c *common) env(log hclog.Logger) target.Env {
+	return target.Env{CacheDir: c.cacheDir, Log: log, Phase: func(string) {}}
 }
 
 func defaultCache() string {
@@ -173,25 +179,21 @@ func cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
-	sel, err := orchestrator.Select(all, *targets)
+	sel, err := target.Select(all, *targets)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
 	if *shard != "" {
-		if sel, err = orchestrator.Shard(sel, *shard); err != nil {
+		if sel, err = target.Shard(sel, *shard); err != nil {
 			fmt.Fprintln(os.Stderr, "lab:", err)
 			return exitUsage
 		}
 	}
-	provs := orchestrator.Providers()
-	// A microVM kept by an earlier run (or lab repro --keep) is reused.
-	provs["qemu"] = orchestrator.Keeping{Inner: provs["qemu"], Keep: *keep}
 	if *keep {
-		for _, t := range sel {
-			if t.Provider == "vagrant" {
-				t.Keep = true
-			}
+		// --keep applies to the targets whose provider can keep them.
+		for i := range sel {
+			sel[i].Keep = sel[i].Keep || target.CanKeep(sel[i]) == nil
 		}
 	}
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
@@ -203,7 +205,6 @@ func cmdRun(ctx context.Context, args []string) int {
 		Command:    "lab run " + strings.Join(args, " "),
 		Log:        log,
 		Progress:   progress,
-		Providers:  provs,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
@@ -261,33 +262,14 @@ func cmdTargets(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
-	provs := orchestrator.Providers()
-	type row struct{ name, what, status string }
-	var rows []row
-	nameW, whatW := 0, 0
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, t := range ts {
-		what := t.Provider
-		switch {
-		case t.Suite != "":
-			what += fmt.Sprintf(" (Debian %s, %s)", t.Suite, t.Kernel)
-		case t.Disk != "":
-			what += " (" + t.Disk + ")"
-		case t.Host != "":
-			what += " (" + t.User + "@" + t.Host + ")"
-		case t.Provider == "local":
-			what += fmt.Sprintf(" (%s/%s)", runtime.GOOS, runtime.GOARCH)
-		}
 		status := "ready"
-		if p, ok := provs[t.Provider]; !ok {
-			status = "unknown provider"
-		} else if err := p.Check(t); err != nil {
-			status = "not available on this host: " + err.Error()
+		if err := target.Check(t); err != nil {
+			status = err.Error()
 		}
-		rows = append(rows, row{t.Name, what, status})
-		nameW, whatW = max(nameW, len(t.Name)), max(whatW, len(what))
+		fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.Describe(), status)
 	}
-	for _, r := range rows {
-		fmt.Printf("%-*s  %-*s  %s\n", nameW, r.name, whatW, r.what, r.status)
-	}
+	w.Flush()
 	return exitOK
 }

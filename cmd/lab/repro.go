@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
 
 	"lab/emit"
 	"lab/orchestrator"
 	"lab/rundir"
 	"lab/scenario"
+	"lab/target"
 	"lab/wire"
 )
 
@@ -31,7 +31,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 	}
 	var c common
 	c.register(fs)
-	target := fs.String("target", "local", "the target to run on")
+	targetName := fs.String("target", "local", "the target to run on")
 	id := fs.String("scenario", "", "the id of the scenario to run")
 	scenFile := fs.String("scenarios", "scenarios.yaml", "scenarios file")
 	out := fs.String("out", "results", "directory the run's directory is created in")
@@ -78,77 +78,70 @@ func cmdRepro(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
-	sel, err := orchestrator.Select(all, *target)
+	sel, err := target.Select(all, *targetName)
 	if err != nil || len(sel) != 1 {
-		fmt.Fprintf(os.Stderr, "lab repro: --target %q: %v\n", *target, err)
+		fmt.Fprintf(os.Stderr, "lab repro: --target %q: %v\n", *targetName, err)
 		return exitUsage
 	}
 	t := sel[0]
-	if *keep && (t.Provider != "qemu" || t.Suite == "") {
-		fmt.Fprintf(os.Stderr, "lab repro: --keep works for qemu microVM targets only, not %s (provider %s)\n", t.Name, t.Provider)
-		return exitUsage
+	if *keep {
+		if err := target.CanKeep(t); err != nil {
+			fmt.Fprintf(os.Stderr, "lab repro: --keep: %v\n", err)
+			return exitUsage
+		}
+		t.Keep = true
 	}
 	log := c.logger()
-	provs := orchestrator.Providers()
-	inner, ok := provs[t.Provider]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "lab repro: target %s: no provider %q\n", t.Name, t.Provider)
-		return exitUsage
-	}
-	hold := &orchestrator.Hold{Inner: inner, Keep: *keep}
-	provs[t.Provider] = hold
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := hold.Release(rctx); err != nil {
-			log.Error("teardown", "error", err)
+	// The trace and the reproducer run while the target is still up.
+	code := exitInfra
+	var kept *target.Kept
+	then := func(ctx context.Context, f *orchestrator.Finished) error {
+		kept = f.Instance.Kept
+		tr := f.Result
+		if len(tr.Results) != 1 {
+			return fmt.Errorf("the agent reported %d results for one scenario", len(tr.Results))
 		}
-	}()
-
+		res := tr.Results[0]
+		var trace bytes.Buffer
+		printTrace(io.MultiWriter(os.Stdout, &trace), sc, tr, &res)
+		traceFile := filepath.Join(f.Dir, t.Name+".trace.txt")
+		if err := rundir.WriteFile(traceFile, trace.Bytes()); err != nil {
+			fmt.Fprintln(os.Stderr, "lab repro:", err)
+			return nil
+		}
+		fmt.Printf("trace: %s\nresults: %s\n", traceFile, f.Dir)
+		code = exitOK
+		if *lang != "" {
+			code = reproduce(ctx, *lang, sc, t.Name, f.Instance, tr, &res.Result, f.Dir, f.Machine)
+		}
+		return nil
+	}
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
-		Targets: []*orchestrator.Target{t}, Scenarios: []scenario.Scenario{*sc},
+		Targets: []target.Spec{t}, Scenarios: []scenario.Scenario{*sc},
 		ResultsDir: *out, CacheDir: c.cacheDir, Parallel: 1,
 		Command: "lab repro " + strings.Join(args, " "), Log: log,
-		Progress: &orchestrator.LogProgress{Log: log}, Providers: provs,
+		Progress: &orchestrator.LogProgress{Log: log}, Then: then,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitInfra
 	}
-	d, err := rundir.Read(sum.Dir)
-	if err != nil || len(d.Targets) != 1 {
-		fmt.Fprintln(os.Stderr, "lab: reading the results:", err)
-		return exitInfra
-	}
-	tr := d.Targets[0]
-	if k := hold.Kept(); k != nil {
-		defer printKept(os.Stdout, k)
+	if kept != nil {
+		printKept(os.Stdout, kept)
 	}
 	if sum.Canceled {
 		return exitInterrupted
 	}
-	if tr.Status != rundir.StatusComplete || len(tr.Results) != 1 {
+	if tr := sum.Targets[0]; tr.Status != rundir.StatusComplete {
 		fmt.Fprintf(os.Stderr, "lab repro: target %s %s: %s\nresults: %s\n", t.Name, tr.Status, tr.Error, sum.Dir)
 		return exitInfra
 	}
-	res := tr.Results[0]
-	var trace bytes.Buffer
-	printTrace(io.MultiWriter(os.Stdout, &trace), sc, &tr, &res)
-	traceFile := filepath.Join(sum.Dir, t.Name+".trace.txt")
-	if err := rundir.WriteFile(traceFile, trace.Bytes()); err != nil {
-		fmt.Fprintln(os.Stderr, "lab repro:", err)
-		return exitInfra
-	}
-	fmt.Printf("trace: %s\nresults: %s\n", traceFile, sum.Dir)
-	if *lang == "" {
-		return exitOK
-	}
-	return reproduce(ctx, *lang, sc, t, &tr, &res.Result, sum.Dir, hold.Machine())
+	return code
 }
 
 // reproduce writes the reproducer, builds it for the target, runs it there
 // and compares its trace with the agent's.
-func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orchestrator.Target, tr *rundir.Target, res *wire.Result, dir string, m orchestrator.Machine) int {
+func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, name string, in *target.Instance, tr *rundir.Target, res *wire.Result, dir string, m target.Machine) int {
 	goos, goarch := runtime.GOOS, runtime.GOARCH
 	if tr.Env != nil {
 		goos, goarch = tr.Env.OS, tr.Env.Arch
@@ -157,9 +150,9 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 	var err error
 	file := filepath.Join(dir, "repro."+lang)
 	if lang == "c" {
-		src, err = emit.C(sc.Scenario, res, t.Name)
+		src, err = emit.C(sc.Scenario, res, name)
 	} else {
-		src, err = emit.Go(sc.Scenario, res, t.Name, goos)
+		src, err = emit.Go(sc.Scenario, res, name, goos)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab repro:", err)
@@ -185,18 +178,18 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 			build.Args = append(build.Args[:2], "-ldflags=-X=main.freshPorts=1", "-o", bin, file)
 		}
 		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
-	case t.Provider == "local":
+	case in.CC == target.CBuildHost:
 		build = exec.CommandContext(ctx, "cc", append([]string{"-O2", "-o", bin, file}, cflags...)...)
-	case t.Provider == "qemu" && t.Suite != "" && hostLinux:
+	case in.CC == target.CBuildHostStatic && hostLinux:
 		// A static binary runs in the microVM, which has no C library to
 		// link against (and no compiler).
 		build = exec.CommandContext(ctx, "cc", append([]string{"-static", "-O2", "-o", bin, file}, cflags...)...)
-	case goos != "windows":
+	case in.CC != target.CBuildNone && goos != "windows":
 		// Reached over SSH with a POSIX shell: the target's own cc builds
 		// the program, where it has one.
 		has, err := hasCC(ctx, m)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "lab repro: looking for cc on %s: %v\n", t.Name, err)
+			fmt.Fprintf(os.Stderr, "lab repro: looking for cc on %s: %v\n", name, err)
 			return exitInfra
 		}
 		if has {
@@ -205,7 +198,7 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 				fmt.Fprintln(os.Stderr, "lab repro:", err)
 				return exitInfra
 			}
-			fmt.Printf("building and running %s with cc on %s (%s)\n", file, t.Name, script)
+			fmt.Printf("building and running %s with cc on %s (%s)\n", file, name, script)
 			bin = script
 			break
 		}
@@ -214,7 +207,7 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 			build = exec.CommandContext(ctx, "cc", append([]string{"-static", "-O2", "-o", bin, file}, cflags...)...)
 			break
 		}
-		fmt.Printf("no cc on %s and no compiler for %s/%s here: compile %s on the target and compare its output with the trace above\n", t.Name, goos, goarch, file)
+		fmt.Printf("no cc on %s and no compiler for %s/%s here: compile %s on the target and compare its output with the trace above\n", name, goos, goarch, file)
 		return exitOK
 	default:
 		fmt.Printf("no compiler for %s/%s here: compile %s on the target and compare its output with the trace above\n", goos, goarch, file)
@@ -226,16 +219,16 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 			return exitInfra
 		}
 	}
-	out, err := orchestrator.RunProgram(ctx, m, bin)
+	out, err := runProgram(ctx, m, bin)
 	outFile := strings.TrimSuffix(bin, ".sh") + ".trace.txt"
 	if werr := rundir.WriteFile(outFile, out); werr != nil {
 		fmt.Fprintln(os.Stderr, "lab repro:", werr)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "lab repro: running the reproducer on %s: %v\n", t.Name, err)
+		fmt.Fprintf(os.Stderr, "lab repro: running the reproducer on %s: %v\n", name, err)
 		return exitInfra
 	}
-	fmt.Printf("reproducer's trace on %s (%s):\n%s", t.Name, outFile, out)
+	fmt.Printf("reproducer's trace on %s (%s):\n%s", name, outFile, out)
 	got, err := emit.Parse(bytes.NewReader(out))
 	if err == nil {
 		err = emit.Compare(res, got)
@@ -250,7 +243,7 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, t *orche
 
 // hasCC says whether the machine, reached over SSH, has a C compiler named
 // cc on its PATH; an error is the connection's, not the answer.
-func hasCC(ctx context.Context, m orchestrator.Machine) (bool, error) {
+func hasCC(ctx context.Context, m target.Machine) (bool, error) {
 	var out bytes.Buffer
 	if err := m.Run(ctx, "command -v cc || true", strings.NewReader(""), &out); err != nil {
 		return false, err
@@ -311,7 +304,7 @@ func printTrace(w io.Writer, sc *scenario.Scenario, tr *rundir.Target, o *rundir
 	}
 }
 
-func printKept(w io.Writer, k *orchestrator.Kept) {
+func printKept(w io.Writer, k *target.Kept) {
 	fmt.Fprintf(w, "kept: %s runs as QEMU pid %d (console %s)\n", k.Target, k.PID, k.Console)
 	fmt.Fprintf(w, "      lab shell %s    or    %s\n", k.Target, strings.Join(k.SSHArgs(), " "))
 	fmt.Fprintf(w, "      lab down %s     stops it\n", k.Target)
@@ -347,16 +340,16 @@ func cmdShell(ctx context.Context, args []string) int {
 	return exitOK
 }
 
-func aliveKept(cacheDir, target string) (*orchestrator.Kept, error) {
-	k, err := orchestrator.LoadKept(cacheDir, target)
+func aliveKept(cacheDir, name string) (*target.Kept, error) {
+	k, err := target.LoadKept(cacheDir, name)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no kept guest %s (start one with lab repro --target %s --scenario ID --keep)", target, target)
+		return nil, fmt.Errorf("no kept guest %s (start one with lab run --targets %s --keep)", name, name)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !k.Alive() {
-		return nil, fmt.Errorf("kept guest %s (pid %d) is no longer running; lab down %s forgets it", target, k.PID, target)
+		return nil, fmt.Errorf("kept guest %s (pid %d) is no longer running; lab down %s forgets it", name, k.PID, name)
 	}
 	return k, nil
 }
@@ -371,9 +364,9 @@ func cmdDown(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	var ks []*orchestrator.Kept
+	var ks []*target.Kept
 	if fs.NArg() == 0 {
-		all, err := orchestrator.ListKept(c.cacheDir)
+		all, err := target.ListKept(c.cacheDir)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "lab down:", err)
 			return exitInfra
@@ -381,7 +374,7 @@ func cmdDown(ctx context.Context, args []string) int {
 		ks = all
 	}
 	for _, name := range fs.Args() {
-		k, err := orchestrator.LoadKept(c.cacheDir, name)
+		k, err := target.LoadKept(c.cacheDir, name)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "lab down: %s: %v\n", name, err)
 			return exitUsage
@@ -403,4 +396,16 @@ func cmdDown(ctx context.Context, args []string) int {
 		}
 	}
 	return code
+}
+
+// runProgram uploads the program at local to m and runs it, returning what
+// it printed on standard output.
+func runProgram(ctx context.Context, m target.Machine, local string) ([]byte, error) {
+	cmd, err := m.Upload(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	err = m.Run(ctx, cmd, strings.NewReader(""), &out)
+	return out.Bytes(), err
 }

@@ -5,16 +5,18 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"lab/internal/testenv"
-	"lab/orchestrator"
+	"lab/target"
 )
 
 // labBinary builds lab into a temporary directory, so tests can run it as a
@@ -137,7 +139,7 @@ func TestHasCC(t *testing.T) {
 }
 
 // TestBuildScript runs the script that builds a reproducer on the target
-// here, as RunProgram runs it there: the program's output is the script's,
+// here, as runProgram runs it there: the program's output is the script's,
 // cflags reach cc, a program cc refuses fails the script, and nothing is
 // left in the temporary directory.
 func TestBuildScript(t *testing.T) {
@@ -169,7 +171,7 @@ int main(void)
 			script := filepath.Join(t.TempDir(), "repro-c.sh")
 			os.WriteFile(script, buildScript([]byte(tc.src), tc.cflags), 0o755)
 			t.Setenv("TMPDIR", tmp)
-			out, err := orchestrator.RunProgram(context.Background(), shMachine{os.Getenv("PATH")}, script)
+			out, err := runProgram(context.Background(), shMachine{os.Getenv("PATH")}, script)
 			if tc.want == "" {
 				if err == nil {
 					t.Errorf("a program cc refuses ran: %q", out)
@@ -240,7 +242,11 @@ func TestReproKeepDown(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("kept guests are a Linux-host feature")
 	}
-	if err := (orchestrator.QEMU{}).Check(&orchestrator.Target{Suite: "bookworm", Arch: runtime.GOARCH}); err != nil {
+	specs, err := target.Select(target.Defaults(), "linux-6.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := target.Check(specs[0]); err != nil {
 		t.Fatal(err)
 	}
 	cache := os.Getenv("LAB_CACHE")
@@ -249,43 +255,43 @@ func TestReproKeepDown(t *testing.T) {
 	}
 	// The image cache is shared with lab run; the test starts and ends
 	// without a kept linux-6.1 in it.
-	const target = "linux-6.1"
+	const name = "linux-6.1"
 	bin := labBinary(t)
 	out := t.TempDir()
 	t.Cleanup(func() {
-		if k, err := orchestrator.LoadKept(cache, target); err == nil {
+		if k, err := target.LoadKept(cache, name); err == nil {
 			k.Down()
 		}
 	})
-	if k, err := orchestrator.LoadKept(cache, target); err == nil {
+	if k, err := target.LoadKept(cache, name); err == nil {
 		k.Down()
 	}
 
-	code, stdout, stderr := lab(t, bin, nil, "repro", "--target", target, "--scenario", "bsd-table/row6/on", "--keep", "--emit", "c", "--out", out, "--cache", cache)
+	code, stdout, stderr := lab(t, bin, nil, "repro", "--target", name, "--scenario", "bsd-table/row6/on", "--keep", "--emit", "c", "--out", out, "--cache", cache)
 	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") {
 		t.Fatalf("repro --keep --emit c: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	k, err := orchestrator.LoadKept(cache, target)
+	k, err := target.LoadKept(cache, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !k.Alive() {
 		t.Fatalf("the kept QEMU (pid %d) did not survive lab's exit", k.PID)
 	}
-	if !strings.Contains(stdout, "lab shell "+target) {
+	if !strings.Contains(stdout, "lab shell "+name) {
 		t.Errorf("repro --keep does not say how to reach the guest:\n%s", stdout)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "shell", "--cache", cache, target, "uname", "-r")
+	code, stdout, stderr = lab(t, bin, nil, "shell", "--cache", cache, name, "uname", "-r")
 	if code != 0 || !strings.Contains(stdout, "6.1") {
 		t.Errorf("lab shell uname -r: exit %d: %s %s", code, stdout, stderr)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "repro", "--target", target, "--scenario", "ipv6/v6only1-any6-then-v4-any/tcp", "--keep", "--emit", "go", "--out", out, "--cache", cache)
+	code, stdout, stderr = lab(t, bin, nil, "repro", "--target", name, "--scenario", "ipv6/v6only1-any6-then-v4-any/tcp", "--keep", "--emit", "go", "--out", out, "--cache", cache)
 	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stderr, "reusing kept guest") {
 		t.Fatalf("second repro --keep --emit go: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	k2, err := orchestrator.LoadKept(cache, target)
+	k2, err := target.LoadKept(cache, name)
 	if err != nil || k2.PID != k.PID {
 		t.Errorf("the second repro did not reuse the kept guest: %+v %v", k2, err)
 	}
@@ -294,7 +300,7 @@ func TestReproKeepDown(t *testing.T) {
 	// --keep reuses too (and leaves running): every reproducer matches.
 	for _, id := range []string{"bsd-table/row1/off", "timewait/reuseaddr-both", "reuseport/all-set/tcp", "linux/udp-reuseaddr/both", "ipv6/v6only1-any6-then-v4-any/tcp"} {
 		for _, lang := range []string{"c", "go"} {
-			code, stdout, stderr := lab(t, bin, nil, "repro", "--target", target, "--scenario", id, "--emit", lang, "--out", out, "--cache", cache)
+			code, stdout, stderr := lab(t, bin, nil, "repro", "--target", name, "--scenario", id, "--emit", lang, "--out", out, "--cache", cache)
 			if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stderr, "reusing kept guest") {
 				t.Errorf("%s --emit %s in the guest: exit %d\nstdout:\n%s\nstderr:\n%s", id, lang, code, stdout, stderr)
 			}
@@ -304,8 +310,8 @@ func TestReproKeepDown(t *testing.T) {
 		t.Fatalf("a repro without --keep stopped the kept guest (pid %d)", k.PID)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "down", "--cache", cache, target)
-	if code != 0 || !strings.Contains(stdout, "stopped "+target) {
+	code, stdout, stderr = lab(t, bin, nil, "down", "--cache", cache, name)
+	if code != 0 || !strings.Contains(stdout, "stopped "+name) {
 		t.Errorf("lab down: exit %d: %s %s", code, stdout, stderr)
 	}
 	if k.Alive() {
@@ -314,7 +320,7 @@ func TestReproKeepDown(t *testing.T) {
 	if pids := withArg(k.Marker); len(pids) > 0 {
 		t.Errorf("QEMU processes with %q survived lab down: %v", k.Marker, pids)
 	}
-	if _, err := os.Stat(orchestrator.KeptFile(cache, target)); !os.IsNotExist(err) {
+	if _, err := os.Stat(target.KeptFile(cache, name)); !os.IsNotExist(err) {
 		t.Errorf("lab down left its state: %v", err)
 	}
 }
@@ -335,4 +341,71 @@ func withArg(arg string) []string {
 		}
 	}
 	return out
+}
+
+// TestReproReconnects: lab repro reaches a host over SSH through a proxy
+// that cuts its first connection in the middle of the agent's upload. lab
+// reconnects, as lab run does, and the repro completes. (Before the target
+// package, lab repro wrapped the machine in a type that hid its Reconnect,
+// and this failed with exit 3.)
+func TestReproReconnects(t *testing.T) {
+	s := testenv.StartSSHD(t)
+	px := startCutProxy(t, s.Addr, 256<<10)
+	dir := t.TempDir()
+	known := filepath.Join(dir, "known_hosts")
+	_, port, _ := net.SplitHostPort(px)
+	os.WriteFile(known, []byte("[127.0.0.1]:"+port+" "+s.HostPub), 0o644)
+	u, _ := user.Current()
+	targets := filepath.Join(dir, "targets.yaml")
+	os.WriteFile(targets, []byte(fmt.Sprintf("targets:\n  - {name: ssh-host, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: %s}\n",
+		px, u.Username, s.Key, known, runtime.GOARCH)), 0o644)
+	code, stdout, stderr := lab(t, labBinary(t), nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", "bsd-table/row1/off", "--out", t.TempDir())
+	if code != 0 || !strings.Contains(stderr, "connection lost; reconnecting") || !strings.Contains(stdout, "outcome  EADDRINUSE") {
+		t.Errorf("exit %d; want 0 after a reconnect\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+// startCutProxy forwards 127.0.0.1:random to addr and cuts the first
+// connection once cut bytes went from client to server; later connections
+// pass untouched. It returns the proxy's address.
+func startCutProxy(t *testing.T, addr string, cut int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			limit := int64(-1)
+			if first {
+				limit = cut
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				defer up.Close()
+				go io.Copy(c, up)
+				if limit < 0 {
+					io.Copy(up, c)
+					return
+				}
+				io.CopyN(up, c, limit) // then both ends close: the cut
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -1,5 +1,5 @@
 // Command buildbox builds lab's own Vagrant box for vagrant-libvirt, Debian
-// 12 made from Debian's packages only (orchestrator.BuildBox), and prints
+// 12 made from Debian's packages only (diskimage.BuildBox), and prints
 // how to add it. It needs root and mmdebstrap, grub-pc-bin, qemu-utils,
 // dosfstools, mtools and vagrant (for its insecure public key).
 //
@@ -16,9 +16,9 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/hashicorp/go-hclog"
+	"lab/diskimage"
 
-	"lab/orchestrator"
+	"github.com/hashicorp/go-hclog"
 )
 
 func main() {
@@ -31,7 +31,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := hclog.New(&hclog.LoggerOptions{Name: "buildbox", Level: hclog.Info, Output: os.Stderr})
-	box, err := orchestrator.BuildBox(ctx, *cache, log)
+	box, err := diskimage.BuildBox(ctx, *cache, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "buildbox:", err)
 		os.Exit(1)

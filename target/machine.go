@@ -1,4 +1,4 @@
-package orchestrator
+package target
 
 import (
 	"bytes"
@@ -14,28 +14,87 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"lab/internal/output"
+	"lab/internal/shell"
 	"lab/remote"
 )
 
-// sshMachine is a target reached over SSH: a guest lab booted (vm set) or
-// a host that was already there.
+// redialTimeout bounds a reconnect: the machine answered a moment ago, and
+// one that does not come back soon is better reported than waited for.
+const redialTimeout = 20 * time.Second
+
+// Connect turns a started instance into the Machine the agent runs on. An
+// instance reached over SSH is dialled (pinned or known_hosts host key, the
+// retries and deadline of in.SSH), prepared, and reconnected the same way
+// when its connection drops. On error Connect stops the instance: nothing
+// is left running.
+func Connect(ctx context.Context, in *Instance, log hclog.Logger) (Machine, error) {
+	if in.SSH == nil {
+		if in.Local == nil {
+			return nil, errors.Join(errors.New("the provider returned neither a local machine nor a way to reach one"), in.stop(ctx))
+		}
+		return in.Local, nil
+	}
+	cfg := *in.SSH
+	cfg.Abort = in.Exited
+	if cfg.Log == nil {
+		cfg.Log = log
+	}
+	c, err := remote.Dial(ctx, cfg)
+	if err == nil && in.Prepare != nil {
+		if err = in.Prepare(ctx, c); err != nil {
+			c.Close()
+		}
+	}
+	if err != nil {
+		if in.Diagnose != nil {
+			err = in.Diagnose(err)
+		}
+		return nil, errors.Join(err, in.stop(ctx))
+	}
+	redial := cfg
+	redial.Deadline = redialTimeout
+	m := &sshMachine{client: c, goos: in.Agent.GOOS, root: in.Root, exited: in.Exited, redial: redial}
+	if !in.Keep {
+		m.stop = in.Stop
+	}
+	return m, nil
+}
+
+// stop stops what Start started, as a failed connection must; the run's
+// context may be the reason it failed, and the machine must still stop.
+func (in *Instance) stop(ctx context.Context) error {
+	if in.Stop == nil {
+		return nil
+	}
+	return in.Stop(context.WithoutCancel(ctx))
+}
+
+// sshMachine is a target reached over SSH: a guest lab booted or a host that
+// was already there.
 type sshMachine struct {
 	client *remote.Client
 	goos   string
-	sudo   bool
+	root   string // the command prefix that makes the agent root, or ""
 	// stop tears down what the provider started (the VM); nil for hosts
-	// lab does not own.
+	// lab does not own and machines it keeps.
 	stop   func(context.Context) error
 	exited <-chan struct{} // closed when the VM dies; nil for hosts
 	// cleanup removes the uploaded agent where the run command cannot
 	// (Windows); run before disconnecting.
 	cleanup string
-	// redial connects again as the first connection was made; nil where
-	// that is not possible.
-	redial func(context.Context) (*remote.Client, error)
+	// redial connects again as the first connection was made.
+	redial remote.Config
 	once   sync.Once
 	err    error
 }
+
+var (
+	_ Machine     = (*sshMachine)(nil)
+	_ Reconnecter = (*sshMachine)(nil)
+)
 
 // Upload copies the agent to the target's temporary directory under a
 // random name, so two runs on one host never collide.
@@ -60,11 +119,12 @@ func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
 	if m.goos == "windows" {
 		m.cleanup = "del " + windowsPath(dst)
 	}
-	return agentCommand(m.goos, dst, m.sudo), nil
+	return agentCommand(m.goos, dst, m.root), nil
 }
 
 // agentCommand is the shell command that runs the uploaded agent, quoted
-// for the target's shell; on Unix it also removes the agent afterwards.
+// for the target's shell, as root through the root prefix when it has one;
+// on Unix it also removes the agent afterwards.
 //
 // OpenSSH for Windows runs commands with cmd.exe or, where an administrator
 // chose so, PowerShell, whose quoting rules differ. The agent's Windows
@@ -72,14 +132,14 @@ func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
 // runs the agent in either shell, and the exit status is the agent's own;
 // the file is removed by a second command, "del PATH", which both shells
 // also understand (in PowerShell del is Remove-Item).
-func agentCommand(goos, dst string, sudo bool) string {
+func agentCommand(goos, dst, root string) string {
 	if goos == "windows" {
 		return windowsPath(dst)
 	}
-	q := shellQuote(dst)
+	q := shell.Quote(dst)
 	run := q
-	if sudo {
-		run = "sudo -n " + q
+	if root != "" {
+		run = root + " " + q
 	}
 	return fmt.Sprintf("%s; s=$?; rm -f %s; exit $s", run, q)
 }
@@ -90,14 +150,7 @@ func windowsPath(sftpPath string) string {
 	return strings.ReplaceAll(strings.TrimPrefix(sftpPath, "/"), "/", `\`)
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// errGuestExited says the guest's VM is gone: the connection it broke is not
-// worth making again.
-var errGuestExited = errors.New("the guest's QEMU process exited")
-
-// ifGuestDied returns err, a failure of the connection, as errGuestExited
+// ifGuestDied returns err, a failure of the connection, as ErrMachineExited
 // too when the guest's QEMU exited: a dead VM usually shows first as a
 // dropped connection, and then the error should say what happened to the
 // guest, and lab should not try to reconnect.
@@ -108,7 +161,7 @@ func (m *sshMachine) ifGuestDied(err error) error {
 	}
 	select {
 	case <-m.exited:
-		return fmt.Errorf("%w: %w", errGuestExited, err)
+		return fmt.Errorf("%w: %w", ErrMachineExited, err)
 	case <-time.After(200 * time.Millisecond):
 		return err
 	}
@@ -122,7 +175,7 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 		go func() {
 			select {
 			case <-m.exited:
-				cancel(errGuestExited)
+				cancel(ErrMachineExited)
 			case <-ctx.Done():
 			}
 		}()
@@ -133,38 +186,27 @@ func (m *sshMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdou
 		return fmt.Errorf("running agent: %w", cause)
 	}
 	if transportErr != nil {
-		if err := m.ifGuestDied(transportErr); errors.Is(err, errGuestExited) {
+		if err := m.ifGuestDied(transportErr); errors.Is(err, ErrMachineExited) {
 			return fmt.Errorf("running agent: %w", err)
 		}
 		return fmt.Errorf("running agent: connection lost: %w", transportErr)
 	}
 	if remoteErr != nil {
-		return fmt.Errorf("agent failed: %w: %s", remoteErr, strings.TrimSpace(lastLines(stderr.String(), 5)))
+		return fmt.Errorf("agent failed: %w: %s", remoteErr, output.Tail(stderr.String(), 5))
 	}
 	return nil
 }
 
-// redialWith connects again the way cfg connected the first time, with a
-// shorter deadline: the machine answered a moment ago, and one that does
-// not come back soon is better reported than waited for.
-func redialWith(cfg remote.Config) func(context.Context) (*remote.Client, error) {
-	cfg.Deadline = 20 * time.Second
-	return func(ctx context.Context) (*remote.Client, error) { return remote.Dial(ctx, cfg) }
-}
-
 // Reconnect replaces a lost connection with a new one, unless the VM died.
 func (m *sshMachine) Reconnect(ctx context.Context) error {
-	if m.redial == nil {
-		return errors.New("this machine cannot be reconnected")
-	}
 	if m.exited != nil {
 		select {
 		case <-m.exited:
-			return errGuestExited
+			return ErrMachineExited
 		default:
 		}
 	}
-	c, err := m.redial(ctx)
+	c, err := remote.Dial(ctx, m.redial)
 	if err != nil {
 		return fmt.Errorf("reconnecting: %w", err)
 	}
@@ -189,12 +231,4 @@ func (m *sshMachine) Close(ctx context.Context) error {
 		}
 	})
 	return m.err
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

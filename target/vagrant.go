@@ -1,21 +1,16 @@
-package orchestrator
+package target
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"lab/diskimage"
+	"lab/internal/output"
 	"lab/qemu"
 	"lab/remote"
 )
@@ -37,7 +33,7 @@ import (
 // itself, and destroys the machine after the run unless the target says
 // keep: true.
 //
-// Host keys: a box lab built (BuildBox) carries the host key its machines
+// Host keys: a box lab built (diskimage.BuildBox) carries the host key its machines
 // have, so lab pins it. A public box's machines make their own keys, which
 // nobody can know in advance; lab trusts the key it meets on the first
 // connection after it created the machine, records it in a known_hosts file
@@ -45,70 +41,31 @@ import (
 // machine reused by a later run). The record goes when the machine is
 // destroyed. Vagrant's own SSH, which it uses while bringing the machine
 // up, checks no host key; lab's verification does not rely on it.
-type Vagrant struct{}
+type vagrantProvider struct{}
 
-// Defaults of a vagrant target.
-const (
-	defaultVagrantProvider = "libvirt"
-	// vagrantDialTimeout bounds lab's own SSH connection: Vagrant has
-	// already logged in when `vagrant up` returns, so this only covers a
-	// slow handshake under emulation.
-	vagrantDialTimeout = 2 * time.Minute
-	// vagrantUpTimeout bounds `vagrant up`: a box import, a boot under
-	// TCG and Vagrant's key insertion. A Windows guest under TCG can take
-	// most of it; boot_timeout raises it.
-	vagrantUpTimeout = 20 * time.Minute
-	// boxHostKeyFile is the file in a box lab built that holds the host key
-	// of its machines; Vagrant unpacks it with the box.
-	boxHostKeyFile = "lab_host_key.pub"
-)
-
-// LineupBox is one row of lab's lineup: the box a machine uses with one
-// Vagrant provider.
-type LineupBox struct {
-	Machine, Provider, Box, Version, OS string
+// vagrantConfig picks the box: by default the one lab's lineup
+// (vagrant/Vagrantfile) names for a machine of the target's name;
+// vagrant_provider is libvirt (default) or virtualbox.
+type vagrantConfig struct {
+	Box             string   `yaml:"box"`
+	BoxVersion      string   `yaml:"box_version"`
+	VagrantProvider string   `yaml:"vagrant_provider"`
+	MemoryMB        int      `yaml:"memory_mb"`
+	CPUs            int      `yaml:"cpus"`
+	BootTimeout     duration `yaml:"boot_timeout"` // raises vagrant up's deadline
 }
 
-// lineupRowRE matches a row of BOXES in vagrant/Vagrantfile, which keeps
-// one row per line for this reader.
-var lineupRowRE = regexp.MustCompile(`^\s*\[\s*"([^"]+)"\s*,\s*"([^"]+)"\s*,\s*"([^"]+)"\s*,\s*"([^"]*)"\s*,\s*"([^"]+)"\s*\]\s*,?\s*(#.*)?$`)
+func (vagrantProvider) NewConfig() Config { return &vagrantConfig{} }
 
-// ParseLineup reads the BOXES rows of a lineup Vagrantfile.
-func ParseLineup(data []byte) []LineupBox {
-	var out []LineupBox
-	for _, line := range strings.Split(string(data), "\n") {
-		if m := lineupRowRE.FindStringSubmatch(line); m != nil {
-			out = append(out, LineupBox{Machine: m[1], Provider: m[2], Box: m[3], Version: m[4], OS: m[5]})
-		}
+func (c *vagrantConfig) Describe() string {
+	if c.Box != "" {
+		return c.Box + " on " + c.VagrantProvider
 	}
-	return out
+	return "lab's lineup box on " + c.VagrantProvider
 }
 
-// vagrantDir is lab's vagrant/ directory, which holds the Vagrantfile every
-// vagrant target is brought up with.
-func vagrantDir() (string, error) {
-	src, err := SourceDir()
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(src, "vagrant")
-	if _, err := os.Stat(filepath.Join(dir, "Vagrantfile")); err != nil {
-		return "", fmt.Errorf("lab's Vagrantfile: %w", err)
-	}
-	return dir, nil
-}
-
-func readLineup() ([]LineupBox, error) {
-	dir, err := vagrantDir()
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "Vagrantfile"))
-	if err != nil {
-		return nil, err
-	}
-	return ParseLineup(data), nil
-}
+// CanKeep: every Vagrant machine can be left up.
+func (vagrantProvider) CanKeep(Spec) error { return nil }
 
 // vagrantBox is the box a target resolves to.
 type vagrantBox struct {
@@ -118,13 +75,11 @@ type vagrantBox struct {
 // resolveBox picks t's box: its box: field, else the lineup's row for a
 // machine of t's name and t's Vagrant provider. The version comes with the
 // box it belongs to.
-func resolveBox(t *Target, lineup []LineupBox) (vagrantBox, error) {
-	b := vagrantBox{Name: t.Box, Version: t.BoxVersion, Provider: t.VagrantProvider, OS: t.OS}
-	if b.Provider == "" {
-		b.Provider = defaultVagrantProvider
-	}
+func resolveBox(s Spec, lineup []lineupBox) (vagrantBox, error) {
+	c := s.Config.(*vagrantConfig)
+	b := vagrantBox{Name: c.Box, Version: c.BoxVersion, Provider: c.VagrantProvider, OS: s.OS}
 	for _, row := range lineup {
-		if row.Machine != t.Name || row.Provider != b.Provider {
+		if row.Machine != s.Name || row.Provider != b.Provider {
 			continue
 		}
 		if b.Name == "" {
@@ -139,26 +94,31 @@ func resolveBox(t *Target, lineup []LineupBox) (vagrantBox, error) {
 	}
 	switch {
 	case b.Name == "":
-		return b, fmt.Errorf("no box: vagrant/Vagrantfile's lineup has no %s machine for %s, and the target has no \"box\"", t.Name, b.Provider)
+		return b, fmt.Errorf("no box: vagrant/Vagrantfile's lineup has no %s machine for %s, and the target has no \"box\"", s.Name, b.Provider)
 	case b.OS == "":
 		return b, fmt.Errorf("box %s: the target needs \"os\" (its GOOS)", b.Name)
 	}
 	return b, nil
 }
 
-// vagrantProblems checks a vagrant target's fields; Check looks at the host.
-func vagrantProblems(t *Target) []string {
+// Validate checks a vagrant target's fields; Check looks at the host.
+func (c *vagrantConfig) Validate(s *Spec) []string {
 	var p []string
-	switch t.VagrantProvider {
-	case "", "libvirt", "virtualbox":
+	switch c.VagrantProvider {
+	case "":
+		c.VagrantProvider = "libvirt"
+	case "libvirt", "virtualbox":
 	default:
-		p = append(p, fmt.Sprintf("vagrant_provider %q: lab knows libvirt and virtualbox", t.VagrantProvider))
+		p = append(p, fmt.Sprintf("vagrant_provider %q: lab knows libvirt and virtualbox", c.VagrantProvider))
 	}
-	if t.BoxVersion != "" && t.Box == "" {
+	if c.BoxVersion != "" && c.Box == "" {
 		p = append(p, "\"box_version\" needs \"box\" (the lineup's boxes carry their versions)")
 	}
-	if t.Box != "" && t.OS == "" {
+	if c.Box != "" && s.OS == "" {
 		p = append(p, "a target with its own \"box\" needs \"os\" (its GOOS)")
+	}
+	if s.Arch == "" {
+		s.Arch = "amd64"
 	}
 	return p
 }
@@ -167,7 +127,7 @@ func vagrantHome() string {
 	if h := os.Getenv("VAGRANT_HOME"); h != "" {
 		return h
 	}
-	return ExpandHome("~/.vagrant.d")
+	return expandHome("~/.vagrant.d")
 }
 
 // boxDir is where Vagrant unpacked b: boxes/NAME/VERSION/PROVIDER under
@@ -213,12 +173,9 @@ var vagrantPlugins = sync.OnceValues(func() (map[string]bool, error) {
 
 // Check says everything this host lacks for t at once: Vagrant, the
 // provider's plugin or hypervisor, the box.
-func (Vagrant) Check(t *Target) error {
+func (vagrantProvider) Check(s Spec) error {
 	var missing []string
-	provider := t.VagrantProvider
-	if provider == "" {
-		provider = defaultVagrantProvider
-	}
+	provider := s.Config.(*vagrantConfig).VagrantProvider
 	if _, err := exec.LookPath("vagrant"); err != nil {
 		missing = append(missing, "vagrant is not installed (Debian: apt-get install vagrant)")
 	} else if provider == "libvirt" {
@@ -245,7 +202,7 @@ func (Vagrant) Check(t *Target) error {
 	lineup, err := readLineup()
 	if err != nil {
 		missing = append(missing, err.Error())
-	} else if b, err := resolveBox(t, lineup); err != nil {
+	} else if b, err := resolveBox(s, lineup); err != nil {
 		missing = append(missing, err.Error())
 	} else if _, ok := boxDir(vagrantHome(), b); !ok {
 		add := "vagrant box add " + b.Name
@@ -253,7 +210,7 @@ func (Vagrant) Check(t *Target) error {
 			add += " --box-version " + b.Version
 		}
 		add += " --provider " + b.Provider
-		missing = append(missing, fmt.Sprintf("box %s %s for %s is not added in %s (%s; public boxes come from Vagrant Cloud, which needs internet)", b.Name, cmpOr(b.Version, "(any version)"), b.Provider, vagrantHome(), add))
+		missing = append(missing, fmt.Sprintf("box %s %s for %s is not added in %s (%s; public boxes come from Vagrant Cloud, which needs internet)", b.Name, cmp.Or(b.Version, "(any version)"), b.Provider, vagrantHome(), add))
 	}
 	if len(missing) > 0 {
 		return errors.New(strings.Join(missing, "; "))
@@ -269,16 +226,10 @@ func libvirtURI() string {
 	return "qemu:///system"
 }
 
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// Start brings the machine up (or finds it up, for keep: true), connects
-// and makes the second user of user=other scenarios.
-func (Vagrant) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error) {
+// Start brings the machine up (or finds it up, kept by an earlier run) and
+// says how to log in; Prepare makes the second user of user=other
+// scenarios once lab is connected.
+func (vagrantProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, error) {
 	dir, err := vagrantDir()
 	if err != nil {
 		return nil, err
@@ -287,15 +238,12 @@ func (Vagrant) Start(ctx context.Context, t *Target, env StartEnv) (Machine, err
 	if err != nil {
 		return nil, err
 	}
-	b, err := resolveBox(t, lineup)
+	b, err := resolveBox(s, lineup)
 	if err != nil {
 		return nil, err
 	}
-	t.OS = b.OS
-	if t.Arch == "" {
-		t.Arch = "amd64"
-	}
-	work, err := filepath.Abs(filepath.Join(env.CacheDir, "vagrant", t.Name))
+	s.OS = b.OS
+	work, err := filepath.Abs(filepath.Join(env.CacheDir, "vagrant", s.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -304,13 +252,13 @@ func (Vagrant) Start(ctx context.Context, t *Target, env StartEnv) (Machine, err
 	}
 	console := ""
 	if b.Provider == "libvirt" {
-		if console, err = filepath.Abs(filepath.Join(env.RunDir, t.Name+".console.log")); err != nil {
+		if console, err = filepath.Abs(filepath.Join(env.RunDir, s.Name+".console.log")); err != nil {
 			return nil, err
 		}
 	}
 	v := &vagrantMachine{
-		dir: dir, work: work, name: t.Name, provider: b.Provider, keep: t.Keep, log: env.Log,
-		env: vagrantEnv(t, b, dir, work, console, libvirtDriver(ctx, b.Provider, t.Arch)),
+		dir: dir, work: work, name: s.Name, provider: b.Provider, keep: s.Keep, log: env.Log,
+		env: vagrantEnv(s, b, dir, work, console, libvirtDriver(ctx, b.Provider, s.Arch)),
 	}
 
 	// A machine of this target that is up already (kept by an earlier
@@ -334,7 +282,7 @@ func (Vagrant) Start(ctx context.Context, t *Target, env StartEnv) (Machine, err
 	switch state {
 	case "running":
 		env.Phase("reuse")
-		env.Log.Info("reusing the machine an earlier run left up", "machine", t.Name, "host key", how)
+		env.Log.Info("reusing the machine an earlier run left up", "machine", s.Name, "host key", how)
 	default:
 		env.Phase("up")
 		if err := v.up(ctx, env.Phase); err != nil {
@@ -343,11 +291,11 @@ func (Vagrant) Start(ctx context.Context, t *Target, env StartEnv) (Machine, err
 	}
 
 	env.Phase("connect")
-	m, err := v.connect(ctx, t, hk, how)
+	in, err := v.instance(ctx, s, hk, how)
 	if err != nil {
 		return nil, errors.Join(err, v.stop(context.WithoutCancel(ctx)))
 	}
-	return m, nil
+	return in, nil
 }
 
 // libvirtDriver is vagrant-libvirt's domain type: kvm where a probe boot
@@ -369,7 +317,8 @@ func libvirtDriver(ctx context.Context, provider, arch string) string {
 // vagrantEnv is the environment of every vagrant command for t: lab's
 // Vagrantfile in lab mode for one machine, state kept in the target's cache
 // directory, and no calls home.
-func vagrantEnv(t *Target, b vagrantBox, dir, work, console, driver string) []string {
+func vagrantEnv(s Spec, b vagrantBox, dir, work, console, driver string) []string {
+	c := s.Config.(*vagrantConfig)
 	env := []string{
 		"VAGRANT_CWD=" + dir,
 		"VAGRANT_DOTFILE_PATH=" + filepath.Join(work, "dot-vagrant"),
@@ -377,21 +326,21 @@ func vagrantEnv(t *Target, b vagrantBox, dir, work, console, driver string) []st
 		"VAGRANT_BOX_UPDATE_CHECK_DISABLE=1",
 		"VAGRANT_NO_COLOR=1",
 		"VAGRANT_DEFAULT_PROVIDER=" + b.Provider,
-		"LAB_MACHINE=" + t.Name,
+		"LAB_MACHINE=" + s.Name,
 		"LAB_BOX=" + b.Name,
 		"LAB_BOX_VERSION=" + b.Version,
 		"LAB_OS=" + b.OS,
 		"LAB_CONSOLE_LOG=" + console,
 		"LAB_LIBVIRT_DRIVER=" + driver,
 	}
-	if t.MemoryMB > 0 {
-		env = append(env, "LAB_MEMORY_MB="+strconv.Itoa(t.MemoryMB))
+	if c.MemoryMB > 0 {
+		env = append(env, "LAB_MEMORY_MB="+strconv.Itoa(c.MemoryMB))
 	}
-	if t.CPUs > 0 {
-		env = append(env, "LAB_CPUS="+strconv.Itoa(t.CPUs))
+	if c.CPUs > 0 {
+		env = append(env, "LAB_CPUS="+strconv.Itoa(c.CPUs))
 	}
-	if t.BootTimeout > 0 {
-		env = append(env, "LAB_BOOT_TIMEOUT="+strconv.Itoa(int(time.Duration(t.BootTimeout).Seconds())))
+	if c.BootTimeout > 0 {
+		env = append(env, "LAB_BOOT_TIMEOUT="+strconv.Itoa(int(time.Duration(c.BootTimeout).Seconds())))
 	}
 	return env
 }
@@ -425,7 +374,7 @@ func (v *vagrantMachine) state(ctx context.Context) (string, error) {
 	c.Stderr = &stderr
 	out, err := c.Output()
 	if err != nil {
-		return "", fmt.Errorf("vagrant status: %w: %s%s", err, lastLines(stderr.String(), 5), vagrantError(string(out)))
+		return "", fmt.Errorf("vagrant status: %w: %s%s", err, output.Tail(stderr.String(), 5), vagrantError(string(out)))
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		if target, typ, data, ok := parseMachineReadable(line); ok && target == v.name && typ == "state" && len(data) > 0 {
@@ -480,7 +429,7 @@ func (v *vagrantMachine) up(ctx context.Context, phase func(string)) error {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 	}
-	return fmt.Errorf("vagrant up: %w: %s %s", err, strings.Join(errs, " "), strings.TrimSpace(lastLines(stderr.String(), 5)))
+	return fmt.Errorf("vagrant up: %w: %s %s", err, strings.Join(errs, " "), output.Tail(stderr.String(), 5))
 }
 
 // upPhases maps Vagrant's progress messages to lab's phase names, so the
@@ -537,17 +486,17 @@ func vagrantError(out string) string {
 	return strings.Join(msgs, " ")
 }
 
-// sshConfig is what `vagrant ssh-config` says about logging in.
-type sshConfig struct {
+// vagrantSSH is what `vagrant ssh-config` says about logging in.
+type vagrantSSH struct {
 	HostName, User string
 	Port           int
 	IdentityFiles  []string
 }
 
-// parseSSHConfig reads `vagrant ssh-config` output (OpenSSH client
+// parseVagrantSSH reads `vagrant ssh-config` output (OpenSSH client
 // configuration for one host).
-func parseSSHConfig(out string) (sshConfig, error) {
-	var c sshConfig
+func parseVagrantSSH(out string) (vagrantSSH, error) {
+	var c vagrantSSH
 	for _, line := range strings.Split(out, "\n") {
 		key, val, ok := strings.Cut(strings.TrimSpace(line), " ")
 		if !ok {
@@ -575,17 +524,17 @@ func parseSSHConfig(out string) (sshConfig, error) {
 	return c, nil
 }
 
-// connect logs in the way vagrant ssh-config says, with lab's own host key
-// check, and makes the machine ready for the agent.
-func (v *vagrantMachine) connect(ctx context.Context, t *Target, hk ssh.HostKeyCallback, how string) (Machine, error) {
+// instance says how to log in, as vagrant ssh-config does, with lab's own
+// host key check, and how to make the machine ready for the agent.
+func (v *vagrantMachine) instance(ctx context.Context, s Spec, hk ssh.HostKeyCallback, how string) (*Instance, error) {
 	c := v.command(ctx, "ssh-config", v.name)
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
 	out, err := c.Output()
 	if err != nil {
-		return nil, fmt.Errorf("vagrant ssh-config: %w: %s", err, lastLines(stderr.String(), 5))
+		return nil, fmt.Errorf("vagrant ssh-config: %w: %s", err, output.Tail(stderr.String(), 5))
 	}
-	cfg, err := parseSSHConfig(string(out))
+	cfg, err := parseVagrantSSH(string(out))
 	if err != nil {
 		return nil, err
 	}
@@ -606,27 +555,34 @@ func (v *vagrantMachine) connect(ctx context.Context, t *Target, hk ssh.HostKeyC
 	}
 	addr := net.JoinHostPort(cfg.HostName, strconv.Itoa(cfg.Port))
 	v.log.Info("connecting", "addr", addr, "user", cfg.User, "host key", how)
-	dialCfg := remote.Config{Addr: addr, User: cfg.User, Signer: signer, HostKey: hk, Deadline: vagrantDialTimeout, Log: v.log}
-	client, err := remote.Dial(ctx, dialCfg)
-	if err != nil {
-		return nil, err
+	in := &Instance{
+		Agent: AgentBuild{GOOS: s.OS, GOARCH: s.Arch},
+		SSH:   &remote.Config{Addr: addr, User: cfg.User, Signer: signer, HostKey: hk, Deadline: vagrantDialTimeout, Log: v.log},
+		Stop:  v.stop,
+		CC:    CBuildTarget,
 	}
-	if cmd, why := otherUserCommand(t.OS); cmd != "" {
+	// Vagrant boxes give their user passwordless sudo, and the machine
+	// is lab's to use, so the agent runs as root as on lab's guests.
+	if s.OS != "windows" {
+		in.Root = "sudo -n"
+	}
+	cmd, why := otherUserCommand(s.OS)
+	if cmd == "" {
+		v.log.Info("no second user", "why", why)
+		return in, nil
+	}
+	in.Prepare = func(ctx context.Context, client *remote.Client) error {
 		var out bytes.Buffer
 		remoteErr, transportErr := client.Run(ctx, cmd, nil, &out, &out)
 		if transportErr != nil {
-			client.Close()
-			return nil, transportErr
+			return transportErr
 		}
 		if remoteErr != nil {
 			v.log.Warn("could not create the second user; user=other scenarios fall back to the agent's choice", "command", cmd, "error", remoteErr, "output", strings.TrimSpace(out.String()))
 		}
-	} else {
-		v.log.Info("no second user", "why", why)
+		return nil
 	}
-	// Vagrant boxes give their user passwordless sudo, and the machine
-	// is lab's to use, so the agent runs as root as on lab's guests.
-	return &sshMachine{client: client, goos: t.OS, sudo: t.OS != "windows", stop: v.stop, redial: redialWith(dialCfg)}, nil
+	return in, nil
 }
 
 // hostKeyCheck is pinned for a box lab built, which carries its machines'
@@ -636,9 +592,9 @@ func (v *vagrantMachine) connect(ctx context.Context, t *Target, hk ssh.HostKeyC
 // lab and cannot be trusted now.
 func (v *vagrantMachine) hostKeyCheck(b vagrantBox, fresh bool) (ssh.HostKeyCallback, string, error) {
 	if dir, ok := boxDir(vagrantHome(), b); ok {
-		if pub, err := os.ReadFile(filepath.Join(dir, boxHostKeyFile)); err == nil {
+		if pub, err := os.ReadFile(filepath.Join(dir, diskimage.BoxHostKeyFile)); err == nil {
 			hk, err := remote.PinnedHostKey(pub)
-			return hk, "pinned (the box's " + boxHostKeyFile + ")", err
+			return hk, "pinned (the box's " + diskimage.BoxHostKeyFile + ")", err
 		}
 	}
 	file := v.knownHosts()
@@ -720,168 +676,7 @@ func (v *vagrantMachine) destroy(ctx context.Context) error {
 	out, err := c.Output()
 	os.Remove(v.knownHosts())
 	if err != nil {
-		return fmt.Errorf("vagrant destroy: %w: %s %s", err, vagrantError(string(out)), strings.TrimSpace(lastLines(stderr.String(), 5)))
+		return fmt.Errorf("vagrant destroy: %w: %s %s", err, vagrantError(string(out)), output.Tail(stderr.String(), 5))
 	}
 	return nil
-}
-
-// Box is a Vagrant box lab built.
-type Box struct {
-	File string // the .box file
-	Name string // the name to add it under
-	// HostKey is the host key (authorized_keys form) of every machine
-	// made from the box; the box carries it for lab to pin.
-	HostKey []byte
-}
-
-// boxBuildVersion is part of a box's hash; bump it when BuildBox changes.
-const boxBuildVersion = 1
-
-// BuildBox builds a vagrant-libvirt box of Debian 12 from Debian's
-// packages only, offline but for Debian's mirror: diskimage's cloud-style
-// disk, and a second disk with a cloud-init NoCloud seed that makes the
-// vagrant user (Vagrant's insecure key, which Vagrant replaces on the first
-// up, and passwordless sudo) and installs a host key lab generated. The box
-// carries that key's public half, so lab pins it. Cached in cacheDir.
-func BuildBox(ctx context.Context, cacheDir string, log hclog.Logger) (*Box, error) {
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	disk, err := diskimage.BuildDebianCloud(ctx, filepath.Join(cacheDir, "diskimage"), "bookworm", log)
-	if err != nil {
-		return nil, err
-	}
-	insecure, err := vagrantInsecureKeys()
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(cacheDir, "vagrant-box")
-	hostPub, hostPriv, err := keyPair(filepath.Join(dir, "keys"), "host")
-	if err != nil {
-		return nil, err
-	}
-	userData := boxUserData(insecure, hostPub, hostPriv)
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%d\x00%s\x00%s", boxBuildVersion, filepath.Base(disk), userData)))
-	box := &Box{Name: "lab/debian-12", HostKey: hostPub, File: filepath.Join(dir, "lab-debian-12-"+hex.EncodeToString(sum[:8])+".box")}
-	if _, err := os.Stat(box.File); err == nil {
-		return box, nil
-	}
-	start := time.Now()
-	work, err := os.MkdirTemp(dir, ".build-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(work)
-	seedRaw := filepath.Join(work, "seed.raw")
-	if err := qemu.MakeNoCloudSeed(seedRaw, userData, "instance-id: lab-vagrant-box\nlocal-hostname: lab-box\n", ""); err != nil {
-		return nil, err
-	}
-	seed := filepath.Join(work, "seed.img")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-O", "qcow2", seedRaw, seed).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("qemu-img convert: %w: %s", err, out)
-	}
-	// Box format 2 of vagrant-libvirt: several disks, each a qcow2.
-	metadata, _ := json.Marshal(map[string]any{
-		"provider": "libvirt", "format": "qcow2",
-		"disks": []map[string]string{{"path": "box.img"}, {"path": "seed.img"}},
-	})
-	files := []struct{ name, path string }{{"box.img", disk}, {"seed.img", seed}}
-	inline := []struct {
-		name string
-		data []byte
-	}{
-		{"metadata.json", metadata},
-		{"Vagrantfile", []byte("# Built by lab (orchestrator.BuildBox): Debian 12 from Debian's packages.\nVagrant.configure(\"2\") do |config|\nend\n")},
-		{boxHostKeyFile, hostPub},
-	}
-	tmp := filepath.Join(work, "box.tar")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(f)
-	for _, in := range inline {
-		if err := tw.WriteHeader(&tar.Header{Name: in.name, Mode: 0o644, Size: int64(len(in.data)), ModTime: time.Now()}); err != nil {
-			return nil, errors.Join(err, f.Close())
-		}
-		if _, err := tw.Write(in.data); err != nil {
-			return nil, errors.Join(err, f.Close())
-		}
-	}
-	for _, fl := range files {
-		if err := addFileToTar(tw, fl.name, fl.path); err != nil {
-			return nil, errors.Join(err, f.Close())
-		}
-	}
-	if err := errors.Join(tw.Close(), f.Close()); err != nil {
-		return nil, fmt.Errorf("writing box: %w", err)
-	}
-	if err := os.Rename(tmp, box.File); err != nil {
-		return nil, err
-	}
-	log.Info("Vagrant box built", "file", box.File, "seconds", time.Since(start).Round(100*time.Millisecond).Seconds())
-	return box, nil
-}
-
-func addFileToTar(tw *tar.Writer, name, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
-		return err
-	}
-	_, err = io.Copy(tw, f)
-	return err
-}
-
-// vagrantInsecureKeys reads the public half of Vagrant's well-known
-// insecure key pair from the Vagrant installation: boxes authorize it so
-// that Vagrant can log in the first time and put a key of its own in.
-func vagrantInsecureKeys() ([]string, error) {
-	patterns := []string{
-		"/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub", // Debian's package
-		"/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",          // HashiCorp's packages
-		"/opt/vagrant/embedded/gems/*/gems/vagrant-*/keys/vagrant.pub",
-	}
-	for _, p := range patterns {
-		m, _ := filepath.Glob(p)
-		if len(m) == 0 {
-			continue
-		}
-		data, err := os.ReadFile(m[len(m)-1])
-		if err != nil {
-			return nil, err
-		}
-		var keys []string
-		for _, l := range strings.Split(string(data), "\n") {
-			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-				keys = append(keys, l)
-			}
-		}
-		if len(keys) > 0 {
-			return keys, nil
-		}
-	}
-	return nil, fmt.Errorf("Vagrant's insecure public key (keys/vagrant.pub) not found in %s", strings.Join(patterns, ", "))
-}
-
-// boxUserData is the cloud-config of the box's seed.
-func boxUserData(insecure []string, hostPub, hostPriv []byte) string {
-	var b strings.Builder
-	b.WriteString("#cloud-config\n# Written by lab (orchestrator.BuildBox).\nusers:\n  - name: vagrant\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n")
-	for _, k := range insecure {
-		fmt.Fprintf(&b, "      - %s\n", k)
-	}
-	b.WriteString("ssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n  ed25519_private: |\n")
-	for _, l := range strings.Split(strings.TrimSpace(string(hostPriv)), "\n") {
-		fmt.Fprintf(&b, "    %s\n", l)
-	}
-	fmt.Fprintf(&b, "  ed25519_public: %s\n", strings.TrimSpace(string(hostPub)))
-	return b.String()
 }

@@ -1,30 +1,49 @@
-package orchestrator
+package target
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"lab/internal/output"
+
 	"github.com/hashicorp/go-hclog"
 )
 
-// Wine runs the Windows agent on this machine under Wine. What it measures
+// wineProvider runs the Windows agent on this machine under Wine. What it measures
 // is Wine's emulation of Winsock on top of the host's kernel, not Windows:
 // the agent says so in its environment line (kernel_version "Wine 8.0 on
 // Linux ..."), and the results carry the provider name "wine". It is a
 // quick way to exercise the Windows agent's code, and to see where Wine's
 // emulation departs from the answer's claims about Windows.
-type Wine struct{}
+type wineProvider struct{}
+
+// wineConfig: Wine runs windows/amd64 agents only.
+type wineConfig struct{}
+
+func (wineProvider) NewConfig() Config { return &wineConfig{} }
+
+func (*wineConfig) Validate(s *Spec) []string {
+	var p []string
+	if s.OS != "" && s.OS != "windows" {
+		p = append(p, "a wine target runs the windows agent; leave \"os\" out or say windows")
+	}
+	if s.Arch != "" && s.Arch != "amd64" {
+		p = append(p, fmt.Sprintf("lab runs the windows/amd64 agent under wine64; arch %q is not supported", s.Arch))
+	}
+	s.OS, s.Arch = "windows", "amd64"
+	return p
+}
+
+func (*wineConfig) Describe() string { return "the Windows agent under Wine, on this machine" }
 
 // wineBinaries finds Wine's loader and server. Debian's wine64 package puts
 // both in /usr/lib/wine and only the wine package adds /usr/bin/wine (a
@@ -52,20 +71,15 @@ func isExecutable(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode().Perm()&0o111 != 0
 }
 
-// Check: Wine must be installed, and the agent it runs is windows/amd64.
-func (Wine) Check(t *Target) error {
-	if _, _, err := wineBinaries(); err != nil {
-		return err
-	}
-	if t.Arch != "" && t.Arch != "amd64" {
-		return fmt.Errorf("lab runs the windows/amd64 agent under wine64; arch %q is not supported", t.Arch)
-	}
-	return nil
+// Check: Wine must be installed.
+func (wineProvider) Check(Spec) error {
+	_, _, err := wineBinaries()
+	return err
 }
 
-// WineVersion is what `wine --version` prints ("wine-8.0 (Debian
-// 8.0~repack-4)"), for lab targets and the log.
-func WineVersion(ctx context.Context) (string, error) {
+// wineVersion is what `wine --version` prints ("wine-8.0 (Debian
+// 8.0~repack-4)"), for the log.
+func wineVersion(ctx context.Context) (string, error) {
 	loader, _, err := wineBinaries()
 	if err != nil {
 		return "", err
@@ -79,17 +93,16 @@ func WineVersion(ctx context.Context) (string, error) {
 
 // Start prepares the target's Wine prefix (once; it is kept in the cache)
 // and starts the prefix's wineserver, which lab owns for the target's life.
-func (Wine) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error) {
-	t.OS, t.Arch = "windows", "amd64"
+func (wineProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, error) {
 	loader, server, err := wineBinaries()
 	if err != nil {
 		return nil, err
 	}
-	if v, err := WineVersion(ctx); err == nil {
+	if v, err := wineVersion(ctx); err == nil {
 		env.Log.Info("Wine: the Windows agent runs on Wine's emulation of Winsock, not on Windows", "wine", v)
 	}
 	env.Phase("prefix")
-	prefix, err := filepath.Abs(filepath.Join(env.CacheDir, "wine", t.Name))
+	prefix, err := filepath.Abs(filepath.Join(env.CacheDir, "wine", s.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +113,10 @@ func (Wine) Start(ctx context.Context, t *Target, env StartEnv) (Machine, error)
 	if err := m.initPrefix(ctx); err != nil {
 		return nil, errors.Join(err, m.Close(context.WithoutCancel(ctx)))
 	}
-	return m, nil
+	return &Instance{Agent: AgentBuild{GOOS: "windows", GOARCH: "amd64"}, Local: m}, nil
 }
+
+var _ Machine = (*wineMachine)(nil)
 
 // wineMachine is one Wine prefix with its wineserver.
 type wineMachine struct {
@@ -152,7 +167,7 @@ func (m *wineMachine) startServer() error {
 	srv := exec.Command(m.server, "--foreground", "--persistent=0")
 	srv.Env = m.wineEnv()
 	srv.Stderr = &stderr
-	srv.SysProcAttr = agentProcAttr()
+	srv.SysProcAttr = childProcAttr()
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("starting wineserver: %w", err)
 	}
@@ -202,7 +217,7 @@ func (m *wineMachine) initPrefix(ctx context.Context) error {
 	boot.Stdout, boot.Stderr = logFile, logFile
 	if err := boot.Run(); err != nil {
 		out, _ := os.ReadFile(logPath)
-		return fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), m.prefix, err, lastLines(string(out), 5))
+		return fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), m.prefix, err, output.Tail(string(out), 5))
 	}
 	if !fresh {
 		return nil
@@ -255,9 +270,9 @@ func (m *wineMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdo
 	// ends the agent.
 	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
 	c.WaitDelay = 2 * time.Second
-	c.SysProcAttr = agentProcAttr()
+	c.SysProcAttr = childProcAttr()
 	if err := c.Run(); err != nil {
-		return fmt.Errorf("agent under Wine: %w: %s", err, strings.TrimSpace(lastLines(stderr.String(), 5)))
+		return fmt.Errorf("agent under Wine: %w: %s", err, output.Tail(stderr.String(), 5))
 	}
 	return nil
 }
@@ -290,94 +305,4 @@ func (m *wineMachine) Close(ctx context.Context) error {
 		}
 	})
 	return m.err
-}
-
-// forwarderDLL builds a PE32+ DLL for x86-64 that holds nothing but an
-// export table whose entries forward to functions of other DLLs
-// ("advapi32.SystemFunction036"): Windows's and Wine's loaders resolve such
-// an export to its target, so the DLL has no code. Its exports are sorted
-// by name, as the loader's binary search needs.
-func forwarderDLL(name string, forwards map[string]string) []byte {
-	const (
-		fileAlign    = 0x200
-		sectAlign    = 0x1000
-		sectRVA      = sectAlign
-		exportDirLen = 40
-		optHeaderLen = 112 + 16*8 // PE32+ fields, then 16 data directories
-	)
-	le := binary.LittleEndian
-	names := make([]string, 0, len(forwards))
-	for n := range forwards {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	n := len(names)
-
-	// The .rdata section: export directory, address table, name pointers,
-	// ordinals, then the strings. An address inside the export directory's
-	// range is a forwarder string, which is how the loader tells them apart.
-	eat := exportDirLen
-	namePtrs := eat + 4*n
-	ordinals := namePtrs + 4*n
-	sec := make([]byte, ordinals+2*n)
-	addString := func(s string) uint32 {
-		rva := uint32(sectRVA + len(sec))
-		sec = append(append(sec, s...), 0)
-		return rva
-	}
-	// addString may move sec, so each address is taken before the store.
-	nameRVA := addString(name)
-	le.PutUint32(sec[12:], nameRVA)   // Name
-	le.PutUint32(sec[16:], 1)         // Base: ordinals start at 1
-	le.PutUint32(sec[20:], uint32(n)) // NumberOfFunctions
-	le.PutUint32(sec[24:], uint32(n)) // NumberOfNames
-	le.PutUint32(sec[28:], uint32(sectRVA+eat))
-	le.PutUint32(sec[32:], uint32(sectRVA+namePtrs))
-	le.PutUint32(sec[36:], uint32(sectRVA+ordinals))
-	for i, fn := range names {
-		fnRVA := addString(fn)
-		fwdRVA := addString(forwards[fn])
-		le.PutUint32(sec[namePtrs+4*i:], fnRVA)
-		le.PutUint16(sec[ordinals+2*i:], uint16(i))
-		le.PutUint32(sec[eat+4*i:], fwdRVA)
-	}
-	rawLen := (len(sec) + fileAlign - 1) &^ (fileAlign - 1)
-
-	img := make([]byte, fileAlign+rawLen)
-	copy(img, "MZ")
-	le.PutUint32(img[0x3c:], 0x40) // e_lfanew
-	copy(img[0x40:], "PE\x00\x00")
-	coff := 0x44
-	le.PutUint16(img[coff:], 0x8664) // AMD64
-	le.PutUint16(img[coff+2:], 1)    // one section
-	le.PutUint16(img[coff+16:], optHeaderLen)
-	le.PutUint16(img[coff+18:], 0x2022) // executable image, large address aware, DLL
-	opt := coff + 20
-	le.PutUint16(img[opt:], 0x20b) // PE32+
-	le.PutUint32(img[opt+8:], uint32(rawLen))
-	le.PutUint32(img[opt+20:], sectRVA)                                               // BaseOfCode
-	le.PutUint64(img[opt+24:], 0x180000000)                                           // ImageBase, the usual for 64-bit DLLs
-	le.PutUint32(img[opt+32:], sectAlign)                                             // SectionAlignment
-	le.PutUint32(img[opt+36:], fileAlign)                                             // FileAlignment
-	le.PutUint16(img[opt+40:], 6)                                                     // OS version 6.0
-	le.PutUint16(img[opt+48:], 6)                                                     // subsystem version 6.0
-	le.PutUint32(img[opt+56:], uint32(sectRVA+(len(sec)+sectAlign-1)&^(sectAlign-1))) // SizeOfImage
-	le.PutUint32(img[opt+60:], fileAlign)                                             // SizeOfHeaders
-	le.PutUint16(img[opt+68:], 3)                                                     // console subsystem
-	le.PutUint64(img[opt+72:], 0x100000)                                              // stack reserve
-	le.PutUint64(img[opt+80:], 0x1000)                                                // stack commit
-	le.PutUint64(img[opt+88:], 0x100000)                                              // heap reserve
-	le.PutUint64(img[opt+96:], 0x1000)                                                // heap commit
-	le.PutUint32(img[opt+108:], 16)                                                   // NumberOfRvaAndSizes
-	le.PutUint32(img[opt+112:], sectRVA)                                              // export directory
-	le.PutUint32(img[opt+116:], uint32(len(sec)))
-	sh := opt + optHeaderLen
-	copy(img[sh:], ".rdata")
-	le.PutUint32(img[sh+8:], uint32(len(sec))) // VirtualSize
-	le.PutUint32(img[sh+12:], sectRVA)
-	le.PutUint32(img[sh+16:], uint32(rawLen))
-	le.PutUint32(img[sh+20:], fileAlign)  // PointerToRawData
-	le.PutUint32(img[sh+36:], 0x40000040) // initialized data, readable
-	copy(img[fileAlign:], sec)
-	return img
 }

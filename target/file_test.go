@@ -1,4 +1,4 @@
-package orchestrator_test
+package target
 
 import (
 	"errors"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"lab/orchestrator"
 	"lab/scenario"
 )
 
@@ -35,7 +34,7 @@ func TestParseTargetsErrors(t *testing.T) {
     provider: vbox
 `,
 			pos: "t.yaml:2:5",
-			msg: `target "a": unknown provider "vbox"; expected local, qemu, ssh, vagrant or wine`,
+			msg: `target "a": unknown provider "vbox"; expected one of local, qemu, ssh, vagrant, wine`,
 		},
 		{
 			name: "missing provider",
@@ -128,7 +127,7 @@ func TestParseTargetsErrors(t *testing.T) {
 			name: "bad boot timeout",
 			src: `targets:
   - name: a
-    provider: local
+    provider: ssh
     boot_timeout: soon
 `,
 			pos: "t.yaml:2:5",
@@ -138,7 +137,7 @@ func TestParseTargetsErrors(t *testing.T) {
 			name: "wrong type",
 			src: `targets:
   - name: a
-    provider: local
+    provider: qemu
     cpus: many
 `,
 			pos: "t.yaml:2:5",
@@ -170,7 +169,7 @@ func TestParseTargetsErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts, err := orchestrator.ParseTargets("t.yaml", []byte(tc.src))
+			ts, err := Parse("t.yaml", []byte(tc.src))
 			if err == nil {
 				t.Fatalf("ParseTargets succeeded with %d targets; want an error", len(ts))
 			}
@@ -200,7 +199,7 @@ func TestParseTargetsAllProblems(t *testing.T) {
     provider: local
     colour: red
 `
-	_, err := orchestrator.ParseTargets("t.yaml", []byte(src))
+	_, err := Parse("t.yaml", []byte(src))
 	want := []string{
 		`t.yaml:2:5: target "a": unknown provider "vbox"`,
 		`t.yaml:4:5: target "b": an ssh target needs "host"`,
@@ -222,17 +221,16 @@ func TestParseTargetsAllProblems(t *testing.T) {
 }
 
 func TestParseTargetsInvalidYAML(t *testing.T) {
-	_, err := orchestrator.ParseTargets("t.yaml", []byte("targets: [\n"))
+	_, err := Parse("t.yaml", []byte("targets: [\n"))
 	if err == nil || !strings.HasPrefix(err.Error(), "t.yaml") || !strings.Contains(err.Error(), "invalid YAML") {
 		t.Errorf("err = %v; want one naming t.yaml and invalid YAML", err)
 	}
 }
 
 // defaultsYAML is lab's built-in targets written as a targets file, leaving
-// out what ParseTargets fills in (os and arch of the microVMs). The names
-// have "_" for ".": ParseTargets rejects a "." in a name, which the
-// built-in names "linux-5.10", "linux-6.1" and "linux-6.12" have (a
-// conflict to be settled in targets.go; fileName maps one to the other).
+// out what Parse fills in (os and arch of the microVMs). The names have "_"
+// for "." (fileName maps one to the other), so that the comparison also
+// shows the names are what the parsed entries carry.
 const defaultsYAML = `targets:
   - name: local
     provider: local
@@ -253,22 +251,23 @@ const defaultsYAML = `targets:
 func fileName(name string) string { return strings.ReplaceAll(name, ".", "_") }
 
 func TestParseTargetsDefaults(t *testing.T) {
-	ts, err := orchestrator.ParseTargets("lab.yaml", []byte(defaultsYAML))
+	ts, err := Parse("lab.yaml", []byte(defaultsYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ts) != len(orchestrator.DefaultTargets) {
-		t.Fatalf("got %d targets, want %d", len(ts), len(orchestrator.DefaultTargets))
+	defaults := Defaults()
+	if len(ts) != len(defaults) {
+		t.Fatalf("got %d targets, want %d", len(ts), len(defaults))
 	}
 	lines := []int{2, 4, 8, 12} // where each entry of defaultsYAML starts
 	for i, got := range ts {
-		want := *orchestrator.DefaultTargets[i]
+		want := defaults[i]
 		want.Name = fileName(want.Name)
 		t.Run(want.Name, func(t *testing.T) {
 			if wantPos := (scenario.Pos{File: "lab.yaml", Line: lines[i], Col: 5}); got.Pos != wantPos {
 				t.Errorf("Pos = %v, want %v", got.Pos, wantPos)
 			}
-			g := *got
+			g := got
 			g.Pos = scenario.Pos{}
 			if !reflect.DeepEqual(g, want) {
 				t.Errorf("parsed\n %+v\nwant DefaultTargets entry\n %+v", g, want)
@@ -296,25 +295,25 @@ func TestParseTargetsProviders(t *testing.T) {
     arch: arm64
     sudo: true
 `
-	ts, err := orchestrator.ParseTargets("t.yaml", []byte(src))
+	ts, err := Parse("t.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []orchestrator.Target{
-		{Name: "freebsd-14", Provider: "qemu", Disk: "~/images/freebsd-14.1.qcow2", OS: "freebsd", Arch: "amd64", User: "freebsd",
-			MemoryMB: 1024, CPUs: 2, BootTimeout: orchestrator.Duration(4 * time.Minute), Pos: scenario.Pos{File: "t.yaml", Line: 2, Col: 5}},
-		{Name: "box", Provider: "ssh", Host: "box.example:2222", User: "lab", Key: "~/.ssh/lab", OS: "openbsd", Arch: "arm64", Sudo: true,
-			Pos: scenario.Pos{File: "t.yaml", Line: 10, Col: 5}},
+	want := []Spec{
+		{Name: "freebsd-14", Provider: "qemu", OS: "freebsd", Arch: "amd64", Pos: scenario.Pos{File: "t.yaml", Line: 2, Col: 5},
+			Config: &qemuConfig{Disk: "~/images/freebsd-14.1.qcow2", User: "freebsd", MemoryMB: 1024, CPUs: 2, BootTimeout: duration(4 * time.Minute)}},
+		{Name: "box", Provider: "ssh", OS: "openbsd", Arch: "arm64", Pos: scenario.Pos{File: "t.yaml", Line: 10, Col: 5},
+			Config: &sshConfig{Host: "box.example:2222", User: "lab", Key: "~/.ssh/lab", Sudo: true, BootTimeout: duration(sshDialTimeout)}},
 	}
 	for i := range want {
-		if !reflect.DeepEqual(*ts[i], want[i]) {
-			t.Errorf("target %d:\n got %+v\nwant %+v", i, *ts[i], want[i])
+		if !reflect.DeepEqual(ts[i], want[i]) {
+			t.Errorf("target %d:\n got %+v %+v\nwant %+v %+v", i, ts[i], ts[i].Config, want[i], want[i].Config)
 		}
 	}
 }
 
 func TestSelect(t *testing.T) {
-	all := orchestrator.DefaultTargets
+	all := Defaults()
 	tests := []struct {
 		name  string
 		names string
@@ -329,7 +328,7 @@ func TestSelect(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := orchestrator.Select(all, tc.names)
+			got, err := Select(all, tc.names)
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Errorf("Select(%q) error = %v; want %q", tc.names, err, tc.err)
@@ -358,7 +357,7 @@ func FuzzParseTargets(f *testing.F) {
 	f.Add([]byte("targets:\n  - name: vm\n    provider: qemu\n    disk: d.qcow2\n    os: freebsd\n    user: u\n    cpus: x\n"))
 	f.Add([]byte("targets: [a, *b]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ts, err := orchestrator.ParseTargets("f.yaml", data)
+		ts, err := Parse("f.yaml", data)
 		if err == nil {
 			for _, tg := range ts {
 				if tg.Name == "" || tg.Pos.Line < 1 {

@@ -1,4 +1,4 @@
-package orchestrator_test
+package target_test
 
 import (
 	"fmt"
@@ -6,18 +6,18 @@ import (
 	"strings"
 	"testing"
 
-	"lab/orchestrator"
+	"lab/target"
 )
 
 func TestShard(t *testing.T) {
-	targets := func(n int) []*orchestrator.Target {
-		var ts []*orchestrator.Target
+	targets := func(n int) []target.Spec {
+		var ts []target.Spec
 		for i := range n {
-			ts = append(ts, &orchestrator.Target{Name: fmt.Sprintf("t%d", i)})
+			ts = append(ts, target.Spec{Name: fmt.Sprintf("t%d", i)})
 		}
 		return ts
 	}
-	names := func(ts []*orchestrator.Target) string {
+	names := func(ts []target.Spec) string {
 		var out []string
 		for _, t := range ts {
 			out = append(out, t.Name)
@@ -49,7 +49,7 @@ func TestShard(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%d targets, %s", tc.n, tc.spec), func(t *testing.T) {
-			got, err := orchestrator.Shard(targets(tc.n), tc.spec)
+			got, err := target.Shard(targets(tc.n), tc.spec)
 			if tc.err {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("Shard = %s, %v; want an error containing %q", names(got), err, tc.want)
@@ -68,14 +68,14 @@ func TestShard(t *testing.T) {
 // and merging the shards in order restores the selection's order.
 func TestShardsCoverSelection(t *testing.T) {
 	for k := 1; k <= 9; k++ {
-		var ts []*orchestrator.Target
+		var ts []target.Spec
 		for i := range k {
-			ts = append(ts, &orchestrator.Target{Name: fmt.Sprint(i)})
+			ts = append(ts, target.Spec{Name: fmt.Sprint(i)})
 		}
 		for n := 1; n <= k; n++ {
-			var joined []*orchestrator.Target
+			var joined []target.Spec
 			for i := 1; i <= n; i++ {
-				s, err := orchestrator.Shard(ts, fmt.Sprintf("%d/%d", i, n))
+				s, err := target.Shard(ts, fmt.Sprintf("%d/%d", i, n))
 				if err != nil {
 					t.Fatal(err)
 				}

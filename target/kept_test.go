@@ -1,4 +1,4 @@
-package orchestrator
+package target
 
 import (
 	"os"

@@ -8,17 +8,6 @@ import (
 	"strings"
 )
 
-// Providers returns every provider lab knows, by name.
-func Providers() map[string]Provider {
-	return map[string]Provider{
-		"local":   Local{},
-		"qemu":    QEMU{},
-		"ssh":     SSH{},
-		"vagrant": Vagrant{},
-		"wine":    Wine{},
-	}
-}
-
 // guestMemoryMB is what one microVM costs the host: its RAM plus QEMU's own.
 const guestMemoryMB = 512
 

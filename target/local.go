@@ -1,0 +1,70 @@
+package target
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"time"
+)
+
+// localProvider runs the agent on the machine lab runs on, with lab's own
+// privileges.
+type localProvider struct{}
+
+// localConfig: the local machine has no settings.
+type localConfig struct{}
+
+func (localProvider) NewConfig() Config { return &localConfig{} }
+
+// Validate fills in this machine's OS and architecture.
+func (*localConfig) Validate(s *Spec) []string {
+	s.OS, s.Arch = runtime.GOOS, runtime.GOARCH
+	return nil
+}
+
+func (*localConfig) Describe() string { return runtime.GOOS + "/" + runtime.GOARCH }
+
+// Check: the local machine is always there.
+func (localProvider) Check(Spec) error { return nil }
+
+// Start has nothing to boot.
+func (localProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, error) {
+	return &Instance{
+		Agent: AgentBuild{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH},
+		Local: &processMachine{},
+		CC:    CBuildHost,
+	}, nil
+}
+
+// processMachine runs programs as child processes of lab on this host.
+type processMachine struct {
+	// Env is added to the environment of every program it runs.
+	Env []string
+}
+
+var _ Machine = (*processMachine)(nil)
+
+// Upload runs the agent where it was built: nothing to copy.
+func (*processMachine) Upload(ctx context.Context, local string) (string, error) { return local, nil }
+
+func (m *processMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
+	c := exec.CommandContext(ctx, cmd)
+	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, os.Stderr
+	if len(m.Env) > 0 {
+		c.Env = append(os.Environ(), m.Env...)
+	}
+	// The agent gets SIGINT first so it can close its sockets and end its
+	// helper; it is killed if it does not exit within 2 s.
+	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
+	c.WaitDelay = 2 * time.Second
+	c.SysProcAttr = childProcAttr()
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("local agent: %w", err)
+	}
+	return nil
+}
+
+func (*processMachine) Close(context.Context) error { return nil }
