@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +15,7 @@ import (
 	"strings"
 	"sync"
 
-	"lab/internal/srcdir"
+	"lab"
 	"lab/target"
 )
 
@@ -40,10 +42,6 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	if goarch == "" {
 		goarch = runtime.GOARCH
 	}
-	src, err := srcdir.Find()
-	if err != nil {
-		return "", fmt.Errorf("building the agent: %w", err)
-	}
 	kind := goos + "-" + goarch
 	if len(b.Tags) > 0 || len(b.Env) > 0 {
 		sum := sha256.Sum256([]byte(strings.Join(b.Tags, ",") + "\x00" + strings.Join(b.Env, "\x00")))
@@ -55,6 +53,13 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	defer ab.mu.Unlock()
 	if ab.path != "" {
 		return ab.path, nil
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return "", fmt.Errorf("building the agent for %s needs the Go toolchain (go on PATH, https://go.dev/dl): lab builds it from the sources it carries", kind)
+	}
+	src, err := agentSource(cacheDir)
+	if err != nil {
+		return "", err
 	}
 	name := "lab-agent"
 	if goos == "windows" {
@@ -78,8 +83,40 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build agent for %s: %w: %s", kind, err, strings.TrimSpace(stderr.String()))
+		return "", fmt.Errorf("go build agent for %s in %s (golang.org/x/sys comes from the module cache or the Go module proxy): %w: %s", kind, src, err, strings.TrimSpace(stderr.String()))
 	}
 	ab.path = out
 	return out, nil
+}
+
+// agentSource writes the agent's sources lab carries (lab.AgentSource)
+// into the cache, once per version of them, and returns the directory: an
+// agent always matches the lab that pushes it, wherever lab runs from, and
+// the directory's stable path lets Go's build cache serve rebuilds.
+func agentSource(cacheDir string) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(cacheDir, "agent-src", lab.AgentSourceHash()))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", fmt.Errorf("writing the agent's sources: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("writing the agent's sources: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.CopyFS(tmp, lab.AgentSource); err != nil {
+		return "", fmt.Errorf("writing the agent's sources: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, fs.ErrExist) {
+		if _, serr := os.Stat(filepath.Join(dir, "go.mod")); serr == nil {
+			return dir, nil // another lab wrote the same sources first
+		}
+		return "", fmt.Errorf("writing the agent's sources: %w", err)
+	}
+	return dir, nil
 }

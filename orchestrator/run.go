@@ -33,6 +33,10 @@ type Options struct {
 	Command    string // the command line, recorded in run.json
 	Log        hclog.Logger
 	Progress   Progress
+	// Catalog, TargetsFile and Build are recorded in run.json: which
+	// scenarios and targets files the run read, and which lab ran it.
+	Catalog, TargetsFile *rundir.Input
+	Build                *rundir.Build
 	// Then, if set, runs on each target whose agent finished, before the
 	// target is torn down (lab repro runs its reproducer there). Its error
 	// fails the target.
@@ -79,7 +83,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	run := rundir.Run{ID: id, Started: time.Now().UTC(), Command: opts.Command, Status: rundir.StatusRunning}
+	run := rundir.Run{ID: id, Started: time.Now().UTC(), Command: opts.Command, Status: rundir.StatusRunning,
+		Catalog: opts.Catalog, TargetsFile: opts.TargetsFile, Lab: opts.Build}
 	for _, t := range opts.Targets {
 		run.Targets = append(run.Targets, t.Name)
 	}

@@ -29,6 +29,26 @@ type Run struct {
 	Scenarios []Scenario `json:"scenarios"`
 	// Status is "running", "complete", "interrupted" or "failed".
 	Status string `json:"status"`
+	// Catalog and TargetsFile are the scenarios and targets files the run
+	// read, and Lab what produced it (absent from older runs).
+	Catalog     *Input `json:"catalog,omitempty"`
+	TargetsFile *Input `json:"targets_file,omitempty"`
+	Lab         *Build `json:"lab,omitempty"`
+}
+
+// Input is a file a run read: its path, or "built-in" for the copy lab
+// carries, and a short hex SHA-256 of what was read.
+type Input struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// Build says which lab produced a run.
+type Build struct {
+	Version     string `json:"version"`      // lab's module version and VCS revision
+	Go          string `json:"go"`           // the Go toolchain lab was built with
+	AgentSource string `json:"agent_source"` // short hash of the agent sources lab carries and builds agents from
+	Catalog     string `json:"catalog"`      // short hash of the catalog lab carries (built-in)
 }
 
 // Scenario is what the report needs to know of a scenario besides results.

@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"lab"
+
 	"gopkg.in/yaml.v3"
 
-	"lab/image"
 	"lab/scenario"
 )
 
@@ -58,16 +59,14 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Defaults is what lab knows without a targets file: this machine and the
-// Linux kernels of image.Defaults, one per Debian suite. Each call returns
-// new values, so a caller may change them.
+// Defaults are the targets lab carries (lab.Targets, the repository's
+// lab.yaml), for when there is no targets file: this machine, the Linux
+// microVMs of image.Defaults, and the documented other kinds. Each call
+// returns new values, so a caller may change them.
 func Defaults() []Spec {
-	ts := []Spec{{Name: "local", Provider: "local", Config: &localConfig{}}}
-	for _, s := range image.Defaults {
-		ts = append(ts, Spec{Name: s.Name, Provider: "qemu", Arch: s.Arch, Config: &qemuConfig{Suite: s.Suite, Kernel: s.KernelPackage}})
-	}
-	for i := range ts {
-		ts[i].Config.Validate(&ts[i])
+	ts, err := Parse("(built-in) lab.yaml", lab.Targets)
+	if err != nil {
+		panic("lab's built-in lab.yaml does not parse: " + err.Error()) // TestDefaults keeps it from happening
 	}
 	return ts
 }

@@ -3,10 +3,14 @@ package target
 import (
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"lab"
+
+	"lab/image"
 	"lab/scenario"
 )
 
@@ -227,52 +231,36 @@ func TestParseTargetsInvalidYAML(t *testing.T) {
 	}
 }
 
-// defaultsYAML is lab's built-in targets written as a targets file, leaving
-// out what Parse fills in (os and arch of the microVMs). The names have "_"
-// for "." (fileName maps one to the other), so that the comparison also
-// shows the names are what the parsed entries carry.
-const defaultsYAML = `targets:
-  - name: local
-    provider: local
-  - name: linux-5_10
-    provider: qemu
-    suite: bullseye
-    kernel: linux-image-5.10.0-32-cloud-amd64
-  - name: linux-6_1
-    provider: qemu
-    suite: bookworm
-    kernel: linux-image-cloud-amd64
-  - name: linux-6_12
-    provider: qemu
-    suite: trixie
-    kernel: linux-image-cloud-amd64
-`
-
-func fileName(name string) string { return strings.ReplaceAll(name, ".", "_") }
-
-func TestParseTargetsDefaults(t *testing.T) {
-	ts, err := Parse("lab.yaml", []byte(defaultsYAML))
-	if err != nil {
-		t.Fatal(err)
+// TestDefaults: the targets lab carries parse, hold this machine, and hold
+// a microVM for each of image.Defaults with that image's suite, kernel and
+// architecture, so lab run and lab image build agree on them.
+func TestDefaults(t *testing.T) {
+	ts := Defaults()
+	byName := map[string]Spec{}
+	for _, s := range ts {
+		byName[s.Name] = s
+		if s.Pos.File != "(built-in) lab.yaml" || s.Pos.Line < 1 {
+			t.Errorf("%s: position %v", s.Name, s.Pos)
+		}
 	}
-	defaults := Defaults()
-	if len(ts) != len(defaults) {
-		t.Fatalf("got %d targets, want %d", len(ts), len(defaults))
+	if l, ok := byName["local"]; !ok || l.Provider != "local" || l.OS != runtime.GOOS {
+		t.Errorf("local: %+v", l)
 	}
-	lines := []int{2, 4, 8, 12} // where each entry of defaultsYAML starts
-	for i, got := range ts {
-		want := defaults[i]
-		want.Name = fileName(want.Name)
-		t.Run(want.Name, func(t *testing.T) {
-			if wantPos := (scenario.Pos{File: "lab.yaml", Line: lines[i], Col: 5}); got.Pos != wantPos {
-				t.Errorf("Pos = %v, want %v", got.Pos, wantPos)
-			}
-			g := got
-			g.Pos = scenario.Pos{}
-			if !reflect.DeepEqual(g, want) {
-				t.Errorf("parsed\n %+v\nwant DefaultTargets entry\n %+v", g, want)
-			}
-		})
+	for _, img := range image.Defaults {
+		s, ok := byName[img.Name]
+		if !ok {
+			t.Errorf("no built-in target %s", img.Name)
+			continue
+		}
+		c, ok := s.Config.(*qemuConfig)
+		if !ok || c.Suite != img.Suite || c.Kernel != img.KernelPackage || s.Arch != img.Arch || s.OS != "linux" || c.MemoryMB != microVMMemoryMB {
+			t.Errorf("%s: %+v %+v; want a microVM of %+v", img.Name, s, s.Config, img)
+		}
+	}
+	// Each call gives values of its own.
+	ts[0].Name = "changed"
+	if Defaults()[0].Name == "changed" {
+		t.Error("Defaults shares its values between calls")
 	}
 }
 
@@ -313,7 +301,15 @@ func TestParseTargetsProviders(t *testing.T) {
 }
 
 func TestSelect(t *testing.T) {
-	all := Defaults()
+	all, err := Parse("t.yaml", []byte(`targets:
+  - {name: local, provider: local}
+  - {name: linux-5.10, provider: qemu, suite: bullseye, kernel: k}
+  - {name: linux-6.1, provider: qemu, suite: bookworm, kernel: k}
+  - {name: linux-6.12, provider: qemu, suite: trixie, kernel: k}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name  string
 		names string
@@ -349,10 +345,10 @@ func TestSelect(t *testing.T) {
 	}
 }
 
-// FuzzParseTargets checks ParseTargets never panics and that a failure
+// FuzzParseTargets checks Parse never panics and that a failure
 // other than invalid YAML is Problems pointing into the file.
 func FuzzParseTargets(f *testing.F) {
-	f.Add([]byte(defaultsYAML))
+	f.Add(lab.Targets)
 	f.Add([]byte("targets:\n  - {name: a, provider: ssh, host: h, user: u, os: linux, arch: amd64, boot_timeout: 1m}\n"))
 	f.Add([]byte("targets:\n  - name: vm\n    provider: qemu\n    disk: d.qcow2\n    os: freebsd\n    user: u\n    cpus: x\n"))
 	f.Add([]byte("targets: [a, *b]\n"))

@@ -1,13 +1,15 @@
 package target
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
-	"lab/internal/srcdir"
+	"lab"
+	"lab/rundir"
 )
 
 // lineupBox is one row of lab's lineup: the box a machine uses with one
@@ -31,28 +33,26 @@ func parseLineup(data []byte) []lineupBox {
 	return out
 }
 
-// vagrantDir is lab's vagrant/ directory, which holds the Vagrantfile every
-// vagrant target is brought up with.
-func vagrantDir() (string, error) {
-	src, err := srcdir.Find()
+// vagrantDir is a directory holding lab's Vagrantfile (the one lab
+// carries, lab.Vagrantfile), which every vagrant target is brought up with:
+// written into the cache once per version of it.
+func vagrantDir(cacheDir string) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(cacheDir, "vagrant", "lineup-"+lab.Hash(lab.Vagrantfile)))
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(src, "vagrant")
-	if _, err := os.Stat(filepath.Join(dir, "Vagrantfile")); err != nil {
-		return "", fmt.Errorf("lab's Vagrantfile: %w", err)
+	file := filepath.Join(dir, "Vagrantfile")
+	if b, err := os.ReadFile(file); err == nil && bytes.Equal(b, lab.Vagrantfile) {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("writing lab's Vagrantfile: %w", err)
+	}
+	if err := rundir.WriteFile(file, lab.Vagrantfile); err != nil {
+		return "", fmt.Errorf("writing lab's Vagrantfile: %w", err)
 	}
 	return dir, nil
 }
 
-func readLineup() ([]lineupBox, error) {
-	dir, err := vagrantDir()
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "Vagrantfile"))
-	if err != nil {
-		return nil, err
-	}
-	return parseLineup(data), nil
-}
+// readLineup is the lineup of lab's Vagrantfile.
+func readLineup() []lineupBox { return parseLineup(lab.Vagrantfile) }

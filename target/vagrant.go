@@ -199,10 +199,7 @@ func (vagrantProvider) Check(s Spec) error {
 			missing = append(missing, "VirtualBox is not installed (VBoxManage not found)")
 		}
 	}
-	lineup, err := readLineup()
-	if err != nil {
-		missing = append(missing, err.Error())
-	} else if b, err := resolveBox(s, lineup); err != nil {
+	if b, err := resolveBox(s, readLineup()); err != nil {
 		missing = append(missing, err.Error())
 	} else if _, ok := boxDir(vagrantHome(), b); !ok {
 		add := "vagrant box add " + b.Name
@@ -230,15 +227,11 @@ func libvirtURI() string {
 // says how to log in; Prepare makes the second user of user=other
 // scenarios once lab is connected.
 func (vagrantProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, error) {
-	dir, err := vagrantDir()
+	dir, err := vagrantDir(env.CacheDir)
 	if err != nil {
 		return nil, err
 	}
-	lineup, err := readLineup()
-	if err != nil {
-		return nil, err
-	}
-	b, err := resolveBox(s, lineup)
+	b, err := resolveBox(s, readLineup())
 	if err != nil {
 		return nil, err
 	}

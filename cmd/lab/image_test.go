@@ -49,7 +49,7 @@ func TestImagePrune(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := newCache(t, tc.keptOld)
-			code, stdout, stderr := lab(t, bin, nil, append([]string{"image", "prune", "-cache", cache}, tc.args...)...)
+			code, stdout, stderr := runLab(t, bin, nil, append([]string{"image", "prune", "-cache", cache}, tc.args...)...)
 			if code != exitOK {
 				t.Fatalf("exit %d\n%s", code, stderr)
 			}
@@ -65,7 +65,7 @@ func TestImagePrune(t *testing.T) {
 			}
 		})
 	}
-	if code, _, stderr := lab(t, bin, nil, "image", "prune", "extra"); code != exitUsage || !strings.Contains(stderr, "lab image prune") {
+	if code, _, stderr := runLab(t, bin, nil, "image", "prune", "extra"); code != exitUsage || !strings.Contains(stderr, "lab image prune") {
 		t.Errorf("lab image prune extra: exit %d, %q", code, stderr)
 	}
 }

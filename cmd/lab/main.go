@@ -14,11 +14,11 @@
 //	                          one scenario on one target, fully traced
 //	lab shell T               a shell on a target kept running by --keep
 //	lab down [T...]           stop targets kept running by --keep
+//	lab version               what this lab is: version, Go, agent and catalog hashes
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -64,6 +64,7 @@ commands:
   repro      run one scenario on one target with a full trace (--emit c|go)
   shell      open a shell on a target kept running by --keep
   down       stop targets kept running by --keep
+  version    print lab's version, its Go, and the hashes of the agent sources and catalog it carries
 
 Run "lab <command> -h" for a command's flags.
 `
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string) int {
 		"run": cmdRun, "targets": cmdTargets, "validate": cmdValidate, "report": cmdReport, "image": cmdImage,
 		"diff": cmdDiff, "merge": cmdMerge,
 		"repro": cmdRepro, "shell": cmdShell, "down": cmdDown,
+		"version": func(_ context.Context, args []string) int { return cmdVersion(os.Stdout, args) },
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -93,13 +95,29 @@ func run(ctx context.Context, args []string) int {
 
 // common holds the flags every command that reads configuration shares.
 type common struct {
-	targetsFile string
+	targetsFile pathFlag
 	cacheDir    string
 	verbose     bool
 }
 
+// pathFlag is a flag naming a file that remembers whether it was given: a
+// default file that does not exist gives way to lab's built-in copy, a file
+// named on purpose must exist.
+type pathFlag struct {
+	path string
+	set  bool
+}
+
+func (p *pathFlag) String() string { return p.path }
+
+func (p *pathFlag) Set(s string) error {
+	p.path, p.set = s, true
+	return nil
+}
+
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.targetsFile, "file", "lab.yaml", "targets file; lab's built-in targets when it does not exist")
+	c.targetsFile = pathFlag{path: "lab.yaml"}
+	fs.Var(&c.targetsFile, "file", "targets file (default lab.yaml; lab's built-in targets when there is none here)")
 	fs.StringVar(&c.cacheDir, "cache", defaultCache(), "cache for guest images and agent builds")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
 }
@@ -110,14 +128,6 @@ func (c *common) logger() hclog.Logger {
 		level = hclog.Debug
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: "lab", Level: level, Output: os.Stderr})
-}
-
-func (c *common) targets() ([]target.Spec, error) {
-	ts, err := target.Load(c.targetsFile)
-	if errors.Is(err, os.ErrNotExist) && c.targetsFile == "lab.yaml" {
-		return target.Defaults(), nil
-	}
-	return ts, err
 }
 
 // env is what providers get outside a run (lab image build).
@@ -139,7 +149,8 @@ func cmdRun(ctx context.Context, args []string) int {
 	var c common
 	c.register(fs)
 	targets := fs.String("targets", "local", "comma-separated targets to run on")
-	scenFile := fs.String("scenarios", "scenarios.yaml", "scenarios file")
+	scenFile := pathFlag{path: "scenarios.yaml"}
+	fs.Var(&scenFile, "scenarios", "scenarios file (default scenarios.yaml; lab's built-in catalog when there is none here)")
 	only := fs.String("only", "", "comma-separated globs of scenario ids to run (e.g. 'bsd-table/*,timewait/*')")
 	out := fs.String("out", "results", "directory the run's directory is created in")
 	parallel := fs.Int("parallel", orchestrator.DefaultParallel(), "targets run at once")
@@ -164,17 +175,17 @@ func cmdRun(ctx context.Context, args []string) int {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
-	scs, err := scenario.ParseFile(*scenFile)
+	scs, catalogIn, err := catalog(scenFile.path, scenFile.set)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
 	}
 	scs = scenario.Filter(scs, *only)
 	if len(scs) == 0 {
-		fmt.Fprintf(os.Stderr, "lab: no scenario of %s matches --only %q\n", *scenFile, *only)
+		fmt.Fprintf(os.Stderr, "lab: no scenario of %s matches --only %q\n", catalogIn.Path, *only)
 		return exitUsage
 	}
-	all, err := c.targets()
+	all, targetsIn, err := c.targetsWithSource()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
@@ -196,15 +207,19 @@ func cmdRun(ctx context.Context, args []string) int {
 			sel[i].Keep = sel[i].Keep || target.CanKeep(sel[i]) == nil
 		}
 	}
+	fmt.Fprintf(os.Stderr, "scenarios: %s\ntargets:   %s\n", describe(catalogIn), describe(targetsIn))
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
-		Targets:    sel,
-		Scenarios:  scs,
-		ResultsDir: *out,
-		CacheDir:   c.cacheDir,
-		Parallel:   *parallel,
-		Command:    "lab run " + strings.Join(args, " "),
-		Log:        log,
-		Progress:   progress,
+		Catalog:     catalogIn,
+		TargetsFile: targetsIn,
+		Build:       build(),
+		Targets:     sel,
+		Scenarios:   scs,
+		ResultsDir:  *out,
+		CacheDir:    c.cacheDir,
+		Parallel:    *parallel,
+		Command:     "lab run " + strings.Join(args, " "),
+		Log:         log,
+		Progress:    progress,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
@@ -231,15 +246,16 @@ func cmdValidate(ctx context.Context, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	file := "scenarios.yaml"
-	if fs.NArg() > 0 {
+	file, explicit := "scenarios.yaml", fs.NArg() > 0
+	if explicit {
 		file = fs.Arg(0)
 	}
-	scs, err := scenario.ParseFile(file)
+	scs, in, err := catalog(file, explicit)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitUsage
 	}
+	file = in.Path
 	claims := 0
 	for _, s := range scs {
 		if len(s.Expect["answer"]) > 0 {

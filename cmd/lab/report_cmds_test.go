@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -252,9 +253,29 @@ func TestReportNightlyWorkflow(t *testing.T) {
 			t.Errorf("docs/nightly.yml has no job %q", job)
 		}
 	}
-	for _, use := range []string{"lab run --targets \"$TARGETS\" --shard", "/lab\" merge $shards --out", "$BASELINE", "go build -o"} {
+	for _, use := range []string{"lab run --targets \"$TARGETS\" --shard", "/lab\" merge \"${shards[@]}\" --out", "$BASELINE", "go build -o"} {
 		if !strings.Contains(string(wf), use) {
 			t.Errorf("docs/nightly.yml lacks %q", use)
 		}
+	}
+}
+
+// TestNightlyWorkflowLints checks docs/nightly.yml as GitHub users check
+// their workflows: actionlint (v1.7.12, from the Go module proxy) with
+// Debian's shellcheck on every run: script. Any finding fails the test.
+func TestNightlyWorkflowLints(t *testing.T) {
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Fatal("shellcheck is not installed (scripts/setup installs Debian's shellcheck)")
+	}
+	wf, err := filepath.Abs("../../docs/nightly.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "run", "github.com/rhysd/actionlint/cmd/actionlint@v1.7.12", "-no-color", "-shellcheck", sc, wf)
+	cmd.Dir = t.TempDir() // outside lab's module: actionlint is a tool, not a dependency
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("actionlint %s: %v\n%s", wf, err, out)
 	}
 }

@@ -33,7 +33,8 @@ func cmdRepro(ctx context.Context, args []string) int {
 	c.register(fs)
 	targetName := fs.String("target", "local", "the target to run on")
 	id := fs.String("scenario", "", "the id of the scenario to run")
-	scenFile := fs.String("scenarios", "scenarios.yaml", "scenarios file")
+	scenFile := pathFlag{path: "scenarios.yaml"}
+	fs.Var(&scenFile, "scenarios", "scenarios file (default scenarios.yaml; lab's built-in catalog when there is none here)")
 	out := fs.String("out", "results", "directory the run's directory is created in")
 	keep := fs.Bool("keep", false, "leave the microVM running (lab shell T, lab down T); a kept one is reused")
 	lang := fs.String("emit", "", "write a reproducer in c or go, run it on the target and compare its trace")
@@ -52,7 +53,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "lab repro: --emit %q: want c or go\n", *lang)
 		return exitUsage
 	}
-	scs, err := scenario.ParseFile(*scenFile)
+	scs, catalogIn, err := catalog(scenFile.path, scenFile.set)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
@@ -64,7 +65,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 		}
 	}
 	if sc == nil {
-		fmt.Fprintf(os.Stderr, "lab repro: no scenario %q in %s\n", *id, *scenFile)
+		fmt.Fprintf(os.Stderr, "lab repro: no scenario %q in %s\n", *id, catalogIn.Path)
 		return exitUsage
 	}
 	if *lang != "" {
@@ -73,7 +74,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 			return exitUsage
 		}
 	}
-	all, err := c.targets()
+	all, targetsIn, err := c.targetsWithSource()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab:", err)
 		return exitUsage
@@ -117,6 +118,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 		return nil
 	}
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
+		Catalog: catalogIn, TargetsFile: targetsIn, Build: build(),
 		Targets: []target.Spec{t}, Scenarios: []scenario.Scenario{*sc},
 		ResultsDir: *out, CacheDir: c.cacheDir, Parallel: 1,
 		Command: "lab repro " + strings.Join(args, " "), Log: log,

@@ -30,9 +30,9 @@ func labBinary(t *testing.T) string {
 	return bin
 }
 
-// lab runs the lab binary in the source tree's root and returns its exit
+// runLab runs the lab binary in the source tree's root and returns its exit
 // code, standard output and standard error.
-func lab(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
+func runLab(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = "../.."
@@ -56,7 +56,7 @@ func TestReproLocal(t *testing.T) {
 	bin := labBinary(t)
 	out := t.TempDir()
 	for _, lang := range []string{"c", "go"} {
-		code, stdout, stderr := lab(t, bin, nil, "repro", "--target", "local", "--scenario", "bsd-table/row1/off", "--emit", lang, "--out", out)
+		code, stdout, stderr := runLab(t, bin, nil, "repro", "--target", "local", "--scenario", "bsd-table/row1/off", "--emit", lang, "--out", out)
 		if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stdout, "step 4: bind B addr1:P: EADDRINUSE (98)") {
 			t.Errorf("--emit %s: exit %d\nstdout:\n%s\nstderr:\n%s", lang, code, stdout, stderr)
 		}
@@ -70,7 +70,7 @@ func TestReproLocal(t *testing.T) {
 			}
 		}
 	}
-	code, _, stderr := lab(t, bin, nil, "repro", "--target", "local", "--scenario", "distribution/udp-reuseport", "--emit", "c", "--out", out)
+	code, _, stderr := runLab(t, bin, nil, "repro", "--target", "local", "--scenario", "distribution/udp-reuseport", "--emit", "c", "--out", out)
 	if code != exitUsage || !strings.Contains(stderr, "not supported by --emit") {
 		t.Errorf("timewait with --emit: exit %d, stderr:\n%s", code, stderr)
 	}
@@ -221,7 +221,7 @@ func TestReproSSHRemoteCC(t *testing.T) {
 	before, _ := filepath.Glob("/tmp/lab-repro.*")
 	// timewait/reuseaddr-both is built with fresh ports (-DLAB_FRESH_PORTS).
 	for _, id := range []string{"bsd-table/row1/off", "timewait/reuseaddr-both"} {
-		code, stdout, stderr := lab(t, bin, nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", id, "--emit", "c", "--out", out)
+		code, stdout, stderr := runLab(t, bin, nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", id, "--emit", "c", "--out", out)
 		if code != 0 || !strings.Contains(stdout, "with cc on ssh-host") || !strings.Contains(stdout, "reproducer matches the agent") {
 			t.Errorf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", id, code, stdout, stderr)
 		}
@@ -267,7 +267,7 @@ func TestReproKeepDown(t *testing.T) {
 		k.Down()
 	}
 
-	code, stdout, stderr := lab(t, bin, nil, "repro", "--target", name, "--scenario", "bsd-table/row6/on", "--keep", "--emit", "c", "--out", out, "--cache", cache)
+	code, stdout, stderr := runLab(t, bin, nil, "repro", "--target", name, "--scenario", "bsd-table/row6/on", "--keep", "--emit", "c", "--out", out, "--cache", cache)
 	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") {
 		t.Fatalf("repro --keep --emit c: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -282,12 +282,12 @@ func TestReproKeepDown(t *testing.T) {
 		t.Errorf("repro --keep does not say how to reach the guest:\n%s", stdout)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "shell", "--cache", cache, name, "uname", "-r")
+	code, stdout, stderr = runLab(t, bin, nil, "shell", "--cache", cache, name, "uname", "-r")
 	if code != 0 || !strings.Contains(stdout, "6.1") {
 		t.Errorf("lab shell uname -r: exit %d: %s %s", code, stdout, stderr)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "repro", "--target", name, "--scenario", "ipv6/v6only1-any6-then-v4-any/tcp", "--keep", "--emit", "go", "--out", out, "--cache", cache)
+	code, stdout, stderr = runLab(t, bin, nil, "repro", "--target", name, "--scenario", "ipv6/v6only1-any6-then-v4-any/tcp", "--keep", "--emit", "go", "--out", out, "--cache", cache)
 	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stderr, "reusing kept guest") {
 		t.Fatalf("second repro --keep --emit go: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -300,7 +300,7 @@ func TestReproKeepDown(t *testing.T) {
 	// --keep reuses too (and leaves running): every reproducer matches.
 	for _, id := range []string{"bsd-table/row1/off", "timewait/reuseaddr-both", "reuseport/all-set/tcp", "linux/udp-reuseaddr/both", "ipv6/v6only1-any6-then-v4-any/tcp"} {
 		for _, lang := range []string{"c", "go"} {
-			code, stdout, stderr := lab(t, bin, nil, "repro", "--target", name, "--scenario", id, "--emit", lang, "--out", out, "--cache", cache)
+			code, stdout, stderr := runLab(t, bin, nil, "repro", "--target", name, "--scenario", id, "--emit", lang, "--out", out, "--cache", cache)
 			if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stderr, "reusing kept guest") {
 				t.Errorf("%s --emit %s in the guest: exit %d\nstdout:\n%s\nstderr:\n%s", id, lang, code, stdout, stderr)
 			}
@@ -310,7 +310,7 @@ func TestReproKeepDown(t *testing.T) {
 		t.Fatalf("a repro without --keep stopped the kept guest (pid %d)", k.PID)
 	}
 
-	code, stdout, stderr = lab(t, bin, nil, "down", "--cache", cache, name)
+	code, stdout, stderr = runLab(t, bin, nil, "down", "--cache", cache, name)
 	if code != 0 || !strings.Contains(stdout, "stopped "+name) {
 		t.Errorf("lab down: exit %d: %s %s", code, stdout, stderr)
 	}
@@ -359,7 +359,7 @@ func TestReproReconnects(t *testing.T) {
 	targets := filepath.Join(dir, "targets.yaml")
 	os.WriteFile(targets, []byte(fmt.Sprintf("targets:\n  - {name: ssh-host, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: %s}\n",
 		px, u.Username, s.Key, known, runtime.GOARCH)), 0o644)
-	code, stdout, stderr := lab(t, labBinary(t), nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", "bsd-table/row1/off", "--out", t.TempDir())
+	code, stdout, stderr := runLab(t, labBinary(t), nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", "bsd-table/row1/off", "--out", t.TempDir())
 	if code != 0 || !strings.Contains(stderr, "connection lost; reconnecting") || !strings.Contains(stdout, "outcome  EADDRINUSE") {
 		t.Errorf("exit %d; want 0 after a reconnect\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
