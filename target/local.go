@@ -56,15 +56,31 @@ func (m *processMachine) Run(ctx context.Context, cmd string, stdin io.Reader, s
 	if len(m.Env) > 0 {
 		c.Env = append(os.Environ(), m.Env...)
 	}
-	// The agent gets SIGINT first so it can close its sockets and end its
-	// helper; it is killed if it does not exit within 2 s.
-	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
-	c.WaitDelay = 2 * time.Second
 	c.SysProcAttr = childProcAttr()
-	if err := c.Run(); err != nil {
+	if err := runToEnd(c); err != nil {
 		return fmt.Errorf("local agent: %w", err)
 	}
 	return nil
+}
+
+// interruptGrace is how long a child lab interrupts gets to exit before it
+// is killed: the agent closes its sockets and ends its helper in
+// milliseconds.
+const interruptGrace = 2 * time.Second
+
+// runToEnd runs c, made with exec.CommandContext, and reads its output to
+// the end: however slowly lab takes it in, nothing the program printed
+// before it exited is cut off (exec's WaitDelay would cut it). Only the
+// context ends it early: SIGINT first, so the agent can close its sockets,
+// and SIGKILL interruptGrace later.
+func runToEnd(c *exec.Cmd) error {
+	c.Cancel = func() error {
+		p := c.Process
+		time.AfterFunc(interruptGrace, func() { p.Kill() })
+		return p.Signal(os.Interrupt)
+	}
+	c.WaitDelay = 0
+	return c.Run()
 }
 
 func (*processMachine) Close(context.Context) error { return nil }

@@ -268,10 +268,8 @@ func (m *wineMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdo
 	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, &stderr
 	// Under Wine the loader's process is the Windows process: killing it
 	// ends the agent.
-	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
-	c.WaitDelay = 2 * time.Second
 	c.SysProcAttr = childProcAttr()
-	if err := c.Run(); err != nil {
+	if err := runToEnd(c); err != nil {
 		return fmt.Errorf("agent under Wine: %w: %s", err, output.Tail(stderr.String(), 5))
 	}
 	return nil
