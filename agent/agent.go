@@ -85,8 +85,8 @@ func needsOther(sc wire.Scenario) bool {
 func environment(req wire.Request) (*wire.Env, map[string]string) {
 	addrs, note := chooseAddrs(req.Addrs)
 	env := &wire.Env{
-		OS:           runtime.GOOS,
-		Family:       wire.Family(runtime.GOOS),
+		OS:           kernelOS(),
+		Family:       wire.Family(kernelOS()),
 		Arch:         runtime.GOARCH,
 		Addrs:        addrs,
 		AddrsNote:    note,

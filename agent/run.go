@@ -47,6 +47,9 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	if needsOther(sc) && other == nil {
 		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: otherNote}
 	}
+	if reason := notMeasurable(sc); reason != "" {
+		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: reason}
+	}
 	r := &scenarioRun{
 		sc:       sc,
 		addrs:    addrs,
