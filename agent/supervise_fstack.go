@@ -64,10 +64,11 @@ func RemoveDPDKState(prefix string) error { return dpdk.RemoveState(dpdkPrefix(p
 // tests that check nothing is.
 func DPDKLeftovers(prefix string) []string { return dpdk.Leftovers(dpdkPrefix(prefix)) }
 
-// How long the supervisor lets the F-Stack process print nothing before it
-// kills it as hung, on top of the longest scenario's deadline: start-up, a
-// scenario's stragglers, the process's own hang check.
-const silenceMargin = ffInitTimeout + stragglerWait + ffHangTimeout
+// silenceMargin is how long the supervisor lets the F-Stack process print
+// nothing before it kills it as hung, on top of the longest scenario's
+// deadline: start-up, a scenario's stragglers, the process's own hang check
+// (which catches a stuck F-Stack thread; this catches a stuck process).
+var silenceMargin = ffInitTimeout + stragglerWait + ffHangTimeout
 
 // interruptGrace is how long the F-Stack process has to stop after the
 // supervisor passed on SIGINT or SIGTERM; lab's local provider kills the
@@ -187,6 +188,7 @@ loop:
 			break loop
 		case s := <-sigs:
 			cmd.Process.Signal(s)
+			why = fmt.Sprintf("stopped on %v", s)
 			select {
 			case waitErr = <-waited:
 			case <-time.After(interruptGrace):
@@ -287,7 +289,7 @@ func (k *keptOutput) bytes() []byte {
 // DPDK or F-Stack error, else the last line printed.
 func (k *keptOutput) telling() string {
 	lines := strings.Split(string(k.bytes()), "\n")
-	for _, prefix := range []string{"lab-agent:", "fatal error:", "panic:", "SIGSEGV", "SIGABRT", "SIGBUS", "EAL: Error", "EAL: FATAL", "PANIC"} {
+	for _, prefix := range []string{"lab-agent:", "SIGSEGV", "SIGABRT", "SIGBUS", "[signal ", "fatal error:", "panic:", "EAL: Error", "EAL: FATAL", "PANIC"} {
 		for _, l := range lines {
 			if strings.HasPrefix(l, prefix) {
 				return l

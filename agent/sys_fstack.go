@@ -164,6 +164,7 @@ func sysSetopt(fd sysFD, ip6 bool, o wire.Option) error {
 func sysBind(fd sysFD, ip6 bool, ap netip.AddrPort) error {
 	sa := sockaddr(ip6, ap)
 	return callOnLoop("bind", func() (C.int, error) {
+		injectFault(ap) // only in the fault tests' build
 		r, err := C.ff_bind(C.int(fd), sa.ptr(), sa.len)
 		return r, err
 	})
