@@ -53,6 +53,9 @@ const fstackEAL = "--vdev=net_null0 --no-pci --no-shconf --no-telemetry"
 // knows which /var/run/dpdk directory to remove.
 const PrefixEnv = "LAB_FSTACK_PREFIX"
 
+// confDirEnv names the directory the supervisor made for the run's ini.
+const confDirEnv = "LAB_FSTACK_CONFDIR"
+
 // Limits on F-Stack's own progress: how long ff_init may take, and how long
 // the loop may go without an iteration before the process counts as hung.
 // Start-up is about 1 s here; an iteration is microseconds. (Variables for
@@ -76,6 +79,7 @@ type ffStack struct {
 	startErr  error
 	prefix    string
 	dir       string // holds the ini
+	ownDir    bool   // made here, so removed by stopFStack
 
 	tasks   chan *ffTask
 	pending []*ffTask // the loop thread's only
@@ -98,9 +102,16 @@ func (s *ffStack) boot() error {
 	if s.prefix == "" {
 		s.prefix = fmt.Sprintf("lab%d", os.Getpid())
 	}
-	dir, err := os.MkdirTemp("", "lab-fstack-")
-	if err != nil {
-		return fmt.Errorf("F-Stack: creating its config dir: %w", err)
+	// The supervisor makes the directory and removes it after the F-Stack
+	// process, which may not live to do so; in a test binary the process
+	// makes its own and stopFStack removes it.
+	dir := os.Getenv(confDirEnv)
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "lab-fstack-"); err != nil {
+			return fmt.Errorf("F-Stack: creating its config dir: %w", err)
+		}
+		s.ownDir = true
 	}
 	s.dir = dir
 	ini := filepath.Join(dir, "f-stack.ini")
@@ -260,7 +271,7 @@ func stopFStack() {
 		case <-ff.stopped:
 		}
 	}
-	if ff.dir != "" {
+	if ff.ownDir {
 		os.RemoveAll(ff.dir)
 	}
 	if ff.prefix != "" {

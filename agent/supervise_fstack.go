@@ -77,8 +77,9 @@ const interruptGrace = time.Second
 
 // Supervise runs the agent's request (read from stdin) in an F-Stack
 // process and relays its results to stdout, then removes the DPDK state
-// the process left. It returns the exit code: the F-Stack process's, or 1
-// when that process was killed by a signal or as hung.
+// the process left. It returns the exit code: 2 for a request it cannot
+// read, else the F-Stack process's, or 1 when that process was killed by a
+// signal or as hung.
 func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "lab-agent: "+format+"\n", args...)
@@ -87,12 +88,14 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 	// One JSON document, not the whole stream: the orchestrator may keep
 	// stdin open.
 	var raw json.RawMessage
-	if err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&raw); err != nil {
-		return fail("reading request from stdin: %v", err)
-	}
 	var req wire.Request
-	if err := json.Unmarshal(raw, &req); err != nil {
-		return fail("reading request from stdin: %v", err)
+	err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&raw)
+	if err == nil {
+		err = json.Unmarshal(raw, &req)
+	}
+	if err != nil {
+		fail("reading request from stdin: %v", err)
+		return 2 // bad input, as the agent's main says it
 	}
 	silence := silenceMargin
 	var longest time.Duration
@@ -111,6 +114,11 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("finding the agent's own binary: %v", err)
 	}
+	confDir, err := os.MkdirTemp("", "lab-fstack-")
+	if err != nil {
+		return fail("creating the F-Stack config dir: %v", err)
+	}
+	defer os.RemoveAll(confDir)
 	resR, resW, err := os.Pipe()
 	if err != nil {
 		return fail("creating the results pipe: %v", err)
@@ -120,7 +128,7 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail("creating the stderr pipe: %v", err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), childEnv+"=1", PrefixEnv+"="+prefix)
+	cmd.Env = append(os.Environ(), childEnv+"=1", PrefixEnv+"="+prefix, confDirEnv+"="+confDir)
 	cmd.Stdin = bytes.NewReader(raw)
 	cmd.Stdout, cmd.Stderr = errW, errW
 	cmd.ExtraFiles = []*os.File{resW} // fd 3

@@ -155,6 +155,28 @@ func checkNoDPDKState(t *testing.T, prefix string) {
 	}
 }
 
+// checkNoConfDirs fails the test if a run left its config directory (the
+// agent's supervisor makes one per run in $TMPDIR, named lab-fstack-*)
+// beyond those in before.
+func checkNoConfDirs(t *testing.T, before []string) {
+	t.Helper()
+	old := map[string]bool{}
+	for _, d := range before {
+		old[d] = true
+	}
+	for _, d := range confDirs() {
+		if !old[d] {
+			t.Errorf("config directory %s left behind", d)
+			os.RemoveAll(d)
+		}
+	}
+}
+
+func confDirs() []string {
+	m, _ := filepath.Glob(filepath.Join(os.TempDir(), "lab-fstack-*"))
+	return m
+}
+
 func testPrefix(t *testing.T) string {
 	return fmt.Sprintf("labtest%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 }
@@ -229,11 +251,13 @@ func TestAgentRunsTheCatalog(t *testing.T) {
 	bin := agentBinary(t, Tags)
 	scs := catalog(t)
 	prefix := testPrefix(t)
+	dirs := confDirs()
 	r := runAgent(t, bin, wire.Request{Scenarios: scs}, PrefixEnv+"="+prefix)
 	if r.err != nil {
 		t.Fatalf("agent: %v\n%s", r.err, r.stderr)
 	}
 	checkNoDPDKState(t, prefix)
+	checkNoConfDirs(t, dirs)
 	if r.stderr != "" {
 		t.Errorf("a run that works printed on stderr:\n%s", r.stderr)
 	}
@@ -307,9 +331,11 @@ func TestAgentFaults(t *testing.T) {
 	} {
 		t.Run(c.fault, func(t *testing.T) {
 			prefix := testPrefix(t)
+			dirs := confDirs()
 			r := runAgent(t, bin, req, PrefixEnv+"="+prefix, "LAB_FSTACK_FAULT="+c.fault,
 				"LAB_FSTACK_HANG_TIMEOUT=2s", "LAB_FSTACK_SILENCE=3s")
 			checkNoDPDKState(t, prefix)
+			checkNoConfDirs(t, dirs)
 			if r.err == nil {
 				t.Fatalf("the agent succeeded despite the fault; stderr:\n%s", r.stderr)
 			}
