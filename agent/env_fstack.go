@@ -60,3 +60,19 @@ func notMeasurable(sc wire.Scenario) string {
 	}
 	return ""
 }
+
+// onKernelThread runs the agent's run f on the calling goroutine: each
+// ff_* call is handed to the F-Stack thread on its own (onLoop), so the
+// run itself may be anywhere.
+func onKernelThread(f func()) { f() }
+
+// goSteps runs a scenario's steps on their own goroutine, as on the host:
+// their calls wait for the F-Stack thread, never block it.
+func goSteps(f func()) { go f() }
+
+// startOther is never called: otherUser leaves no user to start.
+func startOther(string) (otherProcess, error) { return nil, fmt.Errorf("%s", notOnFStack) }
+
+// localUnicast: F-Stack's stack has none of the host's addresses, so if
+// lo0's aliases cannot be added there is nothing to fall back on.
+func localUnicast() []string { return nil }
