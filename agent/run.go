@@ -47,6 +47,9 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	if needsOther(sc) && other == nil {
 		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: otherNote}
 	}
+	if reason := notMeasurable(sc); reason != "" {
+		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: reason}
+	}
 	r := &scenarioRun{
 		sc:       sc,
 		addrs:    addrs,
@@ -74,7 +77,7 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	ctx, cancel := context.WithDeadline(ctx, r.deadline)
 	defer cancel()
 	done := make(chan []wire.StepResult, 1)
-	go func() { done <- r.steps(ctx) }()
+	goSteps(func() { done <- r.steps(ctx) })
 	timedOut, abandoned := false, false
 	select {
 	case res.Steps = <-done:
