@@ -28,10 +28,12 @@ var Targets []byte
 var Vagrantfile []byte
 
 // AgentSource is what building the agent needs: the module's go.mod and
-// go.sum, and the packages cmd/lab-agent is made of (the standard library
-// and golang.org/x/sys come from the Go toolchain and its module cache).
+// go.sum, and the packages cmd/lab-agent is made of, those of its builds
+// against user-space stacks included (the standard library and
+// golang.org/x/sys come from the Go toolchain and its module cache).
+// TestAgentSourceComplete keeps the list whole.
 //
-//go:embed go.mod go.sum cmd/lab-agent agent wire
+//go:embed go.mod go.sum cmd/lab-agent agent wire internal/dpdk
 var AgentSource embed.FS
 
 // Hash is a short hex SHA-256 of data, as lab names the inputs of a run.

@@ -43,6 +43,9 @@ func (localProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, err
 type processMachine struct {
 	// Env is added to the environment of every program it runs.
 	Env []string
+	// Stop, if set, cleans up after the programs when the machine closes
+	// (a user-space stack's state in /var/run).
+	Stop func(context.Context) error
 }
 
 var _ Machine = (*processMachine)(nil)
@@ -83,4 +86,9 @@ func runToEnd(c *exec.Cmd) error {
 	return c.Run()
 }
 
-func (*processMachine) Close(context.Context) error { return nil }
+func (m *processMachine) Close(ctx context.Context) error {
+	if m.Stop == nil {
+		return nil
+	}
+	return m.Stop(ctx)
+}

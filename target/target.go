@@ -1,6 +1,7 @@
 // Package target describes the machines scenarios run on (lab.yaml) and the
 // providers that bring them to life, one file per provider: local.go,
-// ssh.go, qemu.go (microVMs and cloud disks), vagrant.go and wine.go. A
+// ssh.go, qemu.go (microVMs and cloud disks), vagrant.go, wine.go and
+// fstack.go (FreeBSD's stack in user space). A
 // provider knows how to start a machine, how to reach it and how to stop it;
 // it never runs the agent, which is package orchestrator's job.
 //
@@ -33,6 +34,7 @@ var providers = map[string]Provider{
 	"qemu":    qemuProvider{},
 	"vagrant": vagrantProvider{},
 	"wine":    wineProvider{},
+	"fstack":  fstackProvider{},
 }
 
 // Provider brings targets of one kind up.
