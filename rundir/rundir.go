@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"lab/wire"
@@ -170,21 +173,10 @@ func Read(dir string) (*Dir, error) {
 		if err := checkName(name); err != nil {
 			return nil, fmt.Errorf("reading results %s: %w", filepath.Join(dir, "run.json"), err)
 		}
-		t, ok, err := readTarget(dir, name)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			t = Target{Name: name, Status: "missing", Error: "no results file: the target never started or the run was cut off"}
-		}
-		if t.Name == "" {
-			t.Name = name
-		}
 		seen[name] = true
-		d.Targets = append(d.Targets, t)
 	}
 	// Targets not listed in run.json (e.g. copied in by hand) still count.
-	var names []string
+	var unlisted []string
 	for _, pattern := range []string{"*.json", "*.jsonl"} {
 		files, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, f := range files {
@@ -193,21 +185,68 @@ func Read(dir string) (*Dir, error) {
 				continue
 			}
 			seen[name] = true
-			names = append(names, name)
+			unlisted = append(unlisted, name)
 		}
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		t, _, err := readTarget(dir, name)
-		if err != nil {
-			return nil, err
+	sort.Strings(unlisted)
+	names := append(slices.Clip(d.Run.Targets), unlisted...)
+	targets, err := readTargets(dir, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range targets {
+		listed := i < len(d.Run.Targets)
+		switch {
+		case !listed && (!t.found || t.Name == ""):
+			continue // not a target's results, or gone since the glob
+		case !t.found:
+			t.Target = Target{Name: names[i], Status: "missing", Error: "no results file: the target never started or the run was cut off"}
+		case t.Name == "":
+			t.Name = names[i]
 		}
-		if t.Name == "" {
-			continue
-		}
-		d.Targets = append(d.Targets, t)
+		d.Targets = append(d.Targets, t.Target)
 	}
 	return d, nil
+}
+
+// readTargets reads the named targets' results, a few at a time: decoding
+// JSON is most of the time of reading a large run, and the targets are
+// independent. The error is the first target's in names order.
+func readTargets(dir string, names []string) ([]foundTarget, error) {
+	out := make([]foundTarget, len(names))
+	errs := make([]error, len(names))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(names), runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i].Target, out[i].found, errs[i] = readTarget(dir, names[i])
+			}
+		})
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := firstNonNil(errs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+type foundTarget struct {
+	Target
+	found bool
+}
+
+func firstNonNil(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readTarget reads a target's results: <name>.json when there is one (it is
