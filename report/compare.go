@@ -65,16 +65,25 @@ func Compare(d *rundir.Dir) *Comparison {
 	c := &Comparison{Dir: d, Source: "answer", Targets: d.Targets}
 	byTarget := make([]map[string]*rundir.Outcome, len(d.Targets))
 	for i := range d.Targets {
-		byTarget[i] = map[string]*rundir.Outcome{}
+		byTarget[i] = make(map[string]*rundir.Outcome, len(d.Targets[i].Results))
 		for j := range d.Targets[i].Results {
 			r := &d.Targets[i].Results[j]
 			byTarget[i][r.ID] = r
 		}
 	}
-	for _, s := range d.Run.Scenarios {
+	// Sized up front: at 10,000 scenarios, growing these is most of the
+	// work.
+	if len(d.Run.Scenarios) > 0 {
+		c.Rows = make([]Row, 0, len(d.Run.Scenarios))
+	}
+	cells := make([]Cell, len(d.Run.Scenarios)*len(d.Targets))
+	for k, s := range d.Run.Scenarios {
 		row := Row{Scenario: s, Section: Section(s.ID)}
+		if len(d.Targets) > 0 {
+			row.Cells = cells[k*len(d.Targets) : (k+1)*len(d.Targets) : (k+1)*len(d.Targets)]
+		}
 		for i, t := range d.Targets {
-			row.Cells = append(row.Cells, cell(t.Name, byTarget[i][s.ID], c.Source))
+			row.Cells[i] = cell(t.Name, byTarget[i][s.ID], c.Source)
 		}
 		c.Rows = append(c.Rows, row)
 	}

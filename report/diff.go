@@ -36,6 +36,7 @@ func Diff(a, b *rundir.Dir) *Delta {
 		inA[t.Name] = t
 	}
 	inB := map[string]bool{}
+	scenariosOfA := scenarioSet(a)
 	for i, t := range b.Targets {
 		inB[t.Name] = true
 		ta, ok := inA[t.Name]
@@ -57,7 +58,7 @@ func Diff(a, b *rundir.Dir) *Delta {
 			case Changed:
 				d.Changes = append(d.Changes, ch)
 			case Uncompared:
-				if scenarioIn(a, r.Scenario.ID) {
+				if scenariosOfA[r.Scenario.ID] {
 					d.Uncompared = append(d.Uncompared, ch)
 				}
 			}
@@ -79,20 +80,22 @@ func kernel(t rundir.Target) string {
 	return t.Env.KernelRelease
 }
 
-func scenarioIn(d *rundir.Dir, id string) bool {
+// scenarioSet is the ids of a run's scenarios, to look one up without a
+// scan (a scan per scenario is quadratic in the catalog's size).
+func scenarioSet(d *rundir.Dir) map[string]bool {
+	m := make(map[string]bool, len(d.Run.Scenarios))
 	for _, s := range d.Run.Scenarios {
-		if s.ID == id {
-			return true
-		}
+		m[s.ID] = true
 	}
-	return false
+	return m
 }
 
 // onlyIn lists the scenarios of x that y does not have.
 func onlyIn(x, y *rundir.Dir) []string {
 	var out []string
+	inY := scenarioSet(y)
 	for _, s := range x.Run.Scenarios {
-		if !scenarioIn(y, s.ID) {
+		if !inY[s.ID] {
 			out = append(out, s.ID)
 		}
 	}

@@ -375,7 +375,7 @@ func TestHTMLRows(t *testing.T) {
 	if n := strings.Count(page, `<tr class="row"`); n != 60 {
 		t.Errorf("%d rows, want 60", n)
 	}
-	if n := strings.Count(page, `<tbody class="section"`); n != 7 {
+	if n := strings.Count(page, `<div class="section"`); n != 7 {
 		t.Errorf("%d sections, want 7", n)
 	}
 	if n := strings.Count(page, `<td class="cell `); n != 120 {

@@ -3,12 +3,13 @@ package report
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"math"
 	"strings"
 
+	"lab/rundir"
 	"lab/wire"
 )
 
@@ -30,20 +31,21 @@ var (
 // every scenario on every target (coloured by how each cell compares with
 // the answer and the baseline, grouped by section, filterable to the
 // disagreements), the trace behind each cell on a click, and a chart of
-// every scenario with a spread step. The page embeds report.json, from which
-// its script builds the traces.
+// every scenario with a spread step. The page embeds the part of
+// report.json a trace shows (pageData), from which its script builds the
+// traces.
 func HTML(c *Comparison) ([]byte, error) {
 	doc := Document(c)
-	data, err := json.Marshal(doc) // escapes <, > and &: safe inside <script>
+	data, err := encodeDoc(pageData(doc), false, pageScenario) // escapes <, > and &: safe inside <script>
 	if err != nil {
 		return nil, fmt.Errorf("encoding the page's data: %w", err)
 	}
 	p := page{
-		Doc:  doc,
-		Cols: 2 + len(doc.Targets),
-		Data: template.JS(data),
-		CSS:  template.CSS(htmlCSS),
-		JS:   template.JS(htmlJS),
+		Doc:      doc,
+		Cols:     2 + len(doc.Targets),
+		MinWidth: 37 + 9*len(doc.Targets),
+		CSS:      template.CSS(htmlCSS),
+		JS:       template.JS(htmlJS),
 	}
 	p.Changes = len(doc.Summary.Changes)
 	if !doc.Run.Started.IsZero() {
@@ -68,30 +70,48 @@ func HTML(c *Comparison) ([]byte, error) {
 		sec.Rows = append(sec.Rows, row)
 		if s.Disagrees {
 			sec.Disagreeing++
+			p.Disagreeing++
 		}
 		if spreads(s) {
 			p.Charts = append(p.Charts, chartOf(s))
 		}
 	}
+	// The data, most of the page, goes in after the template ran: as a
+	// template.JS it would be copied into a string and then through the
+	// template's growing buffer.
+	p.Data = dataMarker
 	var b bytes.Buffer
+	b.Grow(len(doc.Scenarios)*len(doc.Targets)*300 + 64<<10)
 	if err := pageTemplate.Execute(&b, p); err != nil {
 		return nil, fmt.Errorf("rendering report.html: %w", err)
 	}
-	return b.Bytes(), nil
+	before, after, ok := bytes.Cut(b.Bytes(), []byte(dataMarker))
+	if !ok {
+		return nil, errors.New("rendering report.html: the template has no place for the data")
+	}
+	page := make([]byte, 0, len(before)+len(data)+len(after))
+	return append(append(append(page, before...), data...), after...), nil
 }
+
+// dataMarker stands for the page's data while the template runs; the
+// template escapes anything it is given as text, so no scenario or target
+// can produce it.
+const dataMarker = "/*lab:report-data*/"
 
 // page is what html.tmpl renders.
 type page struct {
-	Doc      *Doc
-	Started  string
-	Changes  int
-	Cols     int // columns of the matrix
-	Targets  []targetLine
-	Sections []pageSection
-	Charts   []chart
-	Data     template.JS
-	CSS      template.CSS
-	JS       template.JS
+	Doc         *Doc
+	Started     string
+	Changes     int
+	Cols        int // columns of the matrix
+	MinWidth    int // of the matrix, in rem: the fixed columns and a minimum per target
+	Disagreeing int // scenarios the filter keeps
+	Targets     []targetLine
+	Sections    []pageSection
+	Charts      []chart
+	Data        template.JS
+	CSS         template.CSS
+	JS          template.JS
 }
 
 type targetLine struct {
@@ -122,6 +142,46 @@ type pageSection struct {
 	Name        string
 	Rows        []pageRow
 	Disagreeing int
+}
+
+// Height estimates the section's height in pixels until the browser lays
+// it out: the page skips laying out the sections off screen
+// (content-visibility), and this keeps the scroll bar near the truth.
+func (s pageSection) Height() int { return 30 + 42*len(s.Rows) }
+
+// pageData is the document as the page embeds it: what its script shows
+// in a trace, and nothing a trace never shows (the whole comparison is
+// report.json), so a large run's page stays as small as it can.
+func pageData(d *Doc) *Doc {
+	p := *d
+	p.Format = "lab-report-page/1"
+	p.Targets = make([]DocTarget, len(d.Targets))
+	for i, t := range d.Targets {
+		p.Targets[i] = DocTarget{Name: t.Name, Status: t.Status, Error: t.Error, Env: t.Env}
+	}
+	p.Sections, p.Summary = nil, DocSummary{}
+	return &p
+}
+
+// pageScenario is a scenario as pageData embeds it: the steps a trace shows
+// (text, call, result, errno, local address, counts, time), without the
+// arguments the call's text already spells out, nor the claims, which
+// the page renders beside the cells.
+func pageScenario(s *DocScenario) *DocScenario {
+	p := DocScenario{Scenario: rundir.Scenario{ID: s.ID, Title: s.Title, Source: s.Source, Note: s.Note, Steps: s.Steps}, Cells: make([]DocCell, len(s.Cells))}
+	for i, cl := range s.Cells {
+		p.Cells[i] = cl
+		if cl.Result == nil {
+			continue
+		}
+		r := *cl.Result
+		r.Steps = make([]wire.StepResult, len(cl.Result.Steps))
+		for j, st := range cl.Result.Steps {
+			r.Steps[j] = wire.StepResult{Text: st.Text, Call: st.Call, Result: st.Result, Errno: st.Errno, Local: st.Local, Counts: st.Counts, Sent: st.Sent, Micros: st.Micros}
+		}
+		p.Cells[i].Result = &r
+	}
+	return &p
 }
 
 type pageRow struct {

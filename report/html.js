@@ -3,7 +3,14 @@
 // data embedded in the page; nothing is fetched.
 (function () {
   "use strict";
-  var data = JSON.parse(document.getElementById("report-data").textContent);
+  // The data is parsed at the first trace asked for, not while the page
+  // opens: for a large run it is most of the page.
+  var data = null;
+  function report() {
+    if (!data) data = JSON.parse(document.getElementById("report-data").textContent);
+    return data;
+  }
+  var matrix = document.getElementById("matrix");
   var trace = document.getElementById("trace");
   var filter = document.getElementById("only-disagreements");
   var shown = document.getElementById("shown");
@@ -28,6 +35,7 @@
   }
 
   function showTrace(s, t) {
+    var data = report();
     var sc = data.scenarios[s], cell = sc && sc.cells[t];
     if (!cell) return;
     var target = data.targets[t], res = cell.result;
@@ -98,17 +106,15 @@
   }
 
   function countShown() {
-    var rows = document.querySelectorAll("#matrix tr.row");
-    var n = 0;
-    rows.forEach(function (r) { if (!filter.checked || r.dataset.disagrees === "true") n++; });
-    shown.textContent = n + " of " + rows.length + " scenarios shown";
+    var all = matrix.dataset.scenarios;
+    shown.textContent = (filter.checked ? matrix.dataset.disagreeing : all) + " of " + all + " scenarios shown";
   }
 
-  document.getElementById("matrix").addEventListener("click", function (ev) {
+  matrix.addEventListener("click", function (ev) {
     var td = ev.target.closest("td.cell");
     if (td) showTrace(+td.dataset.s, +td.dataset.t);
   });
-  document.getElementById("matrix").addEventListener("keydown", function (ev) {
+  matrix.addEventListener("keydown", function (ev) {
     var td = ev.target.closest("td.cell");
     if (td && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); showTrace(+td.dataset.s, +td.dataset.t); }
   });
@@ -122,7 +128,7 @@
   // Scrolling to a cell (a link to it, or scrollIntoView) keeps it clear of
   // both.
   var controls = document.querySelector(".controls");
-  var head = document.querySelector("#matrix thead");
+  var head = document.querySelector("#matrix .matrix-head");
   function stick() {
     document.documentElement.style.setProperty("--controls-height", controls.offsetHeight + "px");
     document.documentElement.style.scrollPaddingTop = (controls.offsetHeight + head.offsetHeight + 8) + "px";

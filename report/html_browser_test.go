@@ -124,7 +124,7 @@ func TestHTMLInChromium(t *testing.T) {
 
 // browserTools finds chromium and chromedriver. Without chromium the test
 // is skipped, unless CI is set: there it must run.
-func browserTools(t *testing.T) (chromium, driver string) {
+func browserTools(t testing.TB) (chromium, driver string) {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -147,14 +147,14 @@ func browserTools(t *testing.T) (chromium, driver string) {
 
 // session is a WebDriver session with a chromedriver this test started.
 type session struct {
-	t    *testing.T
+	t    testing.TB
 	base string // http://127.0.0.1:port/session/id/
 	hc   *http.Client
 }
 
 // newSession starts chromedriver on a free port and a headless Chromium
 // through it; both stop when the test ends.
-func newSession(t *testing.T, driver, chromium, profile string) *session {
+func newSession(t testing.TB, driver, chromium, profile string) *session {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -326,4 +326,13 @@ func (s *session) screenshot(name, el string) {
 		s.t.Fatal(err)
 	}
 	s.t.Logf("screenshot: %s", file)
+}
+
+// execAsync runs script with WebDriver's asynchronous execute: the script
+// calls its last argument with the result.
+func (s *session) execAsync(script string) any {
+	s.t.Helper()
+	var v any
+	s.call("POST", "execute/async", map[string]any{"script": script, "args": []any{}}, &v)
+	return v
 }

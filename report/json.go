@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -131,9 +132,85 @@ func docRun(r rundir.Run) DocRun {
 
 // JSON renders report.json: the whole comparison, indented.
 func JSON(c *Comparison) ([]byte, error) {
-	b, err := json.MarshalIndent(Document(c), "", "  ")
+	b, err := encodeDoc(Document(c), true, nil)
 	if err != nil {
 		return nil, fmt.Errorf("encoding report.json: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+// encodeDoc encodes d exactly as json.MarshalIndent(d, "", "  ") would, or
+// json.Marshal when !indent, with each scenario passed through each when it
+// is not nil, but a scenario at a time: encoding the whole
+// document at once builds it twice over (encoded, then indented) in buffers
+// that grow by copying, which for 10,000 scenarios on 5 targets is hundreds
+// of megabytes and most of the time.
+// sizeSample is how many scenarios encodeDoc encodes before it estimates
+// the size of the rest.
+const sizeSample = 64
+
+func encodeDoc(d *Doc, indent bool, each func(*DocScenario) *DocScenario) ([]byte, error) {
+	if d.Scenarios == nil && each == nil { // "scenarios": null, and nothing big to encode
+		if indent {
+			return json.MarshalIndent(d, "", "  ")
+		}
+		return json.Marshal(d)
+	}
+	head := *d
+	head.Scenarios = []DocScenario{}
+	marshal, marker := json.Marshal, []byte(`,"scenarios":[]`)
+	if indent {
+		marshal = func(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+		marker = []byte(",\n  \"scenarios\": []")
+	}
+	b, err := marshal(head)
+	if err != nil {
+		return nil, err
+	}
+	// Quotes inside strings are escaped, so the marker is the top-level
+	// field and nothing else.
+	at := bytes.Index(b, marker)
+	if at < 0 || bytes.Count(b, marker) != 1 {
+		return nil, fmt.Errorf("encoding the document: %d scenario lists in its head", bytes.Count(b, marker))
+	}
+	open := at + len(marker) - 1 // the ']' of the empty list
+	var out, scratch bytes.Buffer
+	out.Write(b[:open])
+	for i := range d.Scenarios {
+		if i == sizeSample && i < len(d.Scenarios) {
+			// Room for the rest at the rate so far, so the output grows
+			// once, not by doubling (which at this size is twice the
+			// memory and a copy of everything at each step).
+			perScenario := (out.Len() - open) / i
+			out.Grow((len(d.Scenarios)-i)*perScenario*9/8 + len(b) - open)
+		}
+		sc := &d.Scenarios[i]
+		if each != nil {
+			sc = each(sc)
+		}
+		s, err := json.Marshal(sc)
+		if err != nil {
+			return nil, fmt.Errorf("encoding scenario %s: %w", d.Scenarios[i].ID, err)
+		}
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		if !indent {
+			out.Write(s)
+			continue
+		}
+		out.WriteString("\n    ")
+		// Indent asks its buffer for twice the input's room each time:
+		// a small reused one, not the document.
+		scratch.Reset()
+		if err := json.Indent(&scratch, s, "    ", "  "); err != nil {
+			return nil, fmt.Errorf("encoding scenario %s: %w", d.Scenarios[i].ID, err)
+		}
+		out.Write(scratch.Bytes())
+	}
+	if indent && len(d.Scenarios) > 0 {
+		out.WriteString("\n  ")
+	}
+	out.Write(b[open:])
+	return out.Bytes(), nil
 }

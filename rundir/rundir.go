@@ -1,9 +1,11 @@
 // Package rundir is the on-disk form of a run: results/<run-id>/run.json
-// describes the run and its scenarios, and <target>.json holds what one
-// target measured. Every file is replaced atomically (written beside, then
-// renamed), so a crash or Ctrl-C leaves the last complete version and never
-// a torn one; a target's file is rewritten after every scenario, so nothing
-// measured is lost.
+// describes the run and its scenarios, and each target's results are
+// <target>.jsonl, a journal appended to as results arrive (see Journal),
+// until <target>.json, the whole target in one document, is written once
+// when the target ends. Whole files are replaced atomically (written beside,
+// then renamed), so a crash or Ctrl-C leaves the last complete version and
+// never a torn one; a journal cut by a crash loses at most its torn last
+// line. Read takes either form, so nothing measured is lost.
 package rundir
 
 import (
@@ -12,8 +14,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"lab/wire"
@@ -185,40 +190,113 @@ func Read(dir string) (*Dir, error) {
 	for _, name := range d.Run.Targets {
 		// A target's file is <name>.json in this directory: a name that is
 		// a path would read a file elsewhere.
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
-			return nil, fmt.Errorf("reading results %s: target name %q is not a file name", filepath.Join(dir, "run.json"), name)
-		}
-		var t Target
-		err := readJSON(filepath.Join(dir, name+".json"), &t)
-		if errors.Is(err, os.ErrNotExist) {
-			t = Target{Name: name, Status: "missing", Error: "no results file: the target never started or the run was cut off"}
-		} else if err != nil {
-			return nil, err
-		}
-		if t.Name == "" {
-			t.Name = name
+		if err := checkName(name); err != nil {
+			return nil, fmt.Errorf("reading results %s: %w", filepath.Join(dir, "run.json"), err)
 		}
 		seen[name] = true
-		d.Targets = append(d.Targets, t)
 	}
 	// Targets not listed in run.json (e.g. copied in by hand) still count.
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	sort.Strings(files)
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		if name == "run" || name == "report" || seen[name] || strings.HasPrefix(name, ".") {
-			continue
+	var unlisted []string
+	for _, pattern := range []string{"*.json", "*.jsonl"} {
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range files {
+			name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))
+			if name == "run" || name == "report" || seen[name] || strings.HasPrefix(name, ".") {
+				continue
+			}
+			seen[name] = true
+			unlisted = append(unlisted, name)
 		}
-		var t Target
-		if err := readJSON(f, &t); err != nil {
-			return nil, err
+	}
+	sort.Strings(unlisted)
+	names := append(slices.Clip(d.Run.Targets), unlisted...)
+	targets, err := readTargets(dir, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range targets {
+		listed := i < len(d.Run.Targets)
+		switch {
+		case !listed && (!t.found || t.Name == ""):
+			continue // not a target's results, or gone since the glob
+		case !t.found:
+			t.Target = Target{Name: names[i], Status: "missing", Error: "no results file: the target never started or the run was cut off"}
+		case t.Name == "":
+			t.Name = names[i]
 		}
-		if t.Name == "" {
-			continue
-		}
-		d.Targets = append(d.Targets, t)
+		d.Targets = append(d.Targets, t.Target)
 	}
 	return d, nil
+}
+
+// readTargets reads the named targets' results, a few at a time: decoding
+// JSON is most of the time of reading a large run, and the targets are
+// independent. The error is the first target's in names order.
+func readTargets(dir string, names []string) ([]foundTarget, error) {
+	out := make([]foundTarget, len(names))
+	errs := make([]error, len(names))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(len(names), runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i].Target, out[i].found, errs[i] = readTarget(dir, names[i])
+			}
+		})
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := firstNonNil(errs); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+type foundTarget struct {
+	Target
+	found bool
+}
+
+func firstNonNil(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTarget reads a target's results: <name>.json when there is one (it is
+// written only when the target has ended, so it is the whole story), else
+// its journal <name>.jsonl. ok is false when there is neither.
+func readTarget(dir, name string) (t Target, ok bool, err error) {
+	err = readJSON(filepath.Join(dir, name+".json"), &t)
+	if err == nil {
+		return t, true, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return Target{}, false, err
+	}
+	t, err = ReadJournal(filepath.Join(dir, JournalName(name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return Target{}, false, nil
+	}
+	if err != nil {
+		return Target{}, false, err
+	}
+	return t, true, nil
+}
+
+// checkName rejects a target name that is not a plain file name: results
+// are <name>.json in the run directory, and a path would reach elsewhere.
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("target name %q is not a file name", name)
+	}
+	return nil
 }
 
 func readJSON(path string, v any) error {

@@ -683,7 +683,7 @@ func (sp *stepParser) endpoint(t token) (addr, port string) {
 	addr, port = t.text[:i], t.text[i+1:]
 	switch {
 	case slices.Contains(Addrs, addr):
-	case strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") && isIP(addr[1:len(addr)-1], true):
+	case strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") && isIP6Literal(addr[1:len(addr)-1]):
 		addr = addr[1 : len(addr)-1]
 	case isIP(addr, false):
 	default:
@@ -702,6 +702,13 @@ func (sp *stepParser) endpoint(t token) (addr, port string) {
 func isIP(s string, v6 bool) bool {
 	ip := net.ParseIP(s)
 	return ip != nil && (ip.To4() == nil) == v6
+}
+
+// isIP6Literal reports whether s is written as an IPv6 address, the form a
+// bracketed endpoint holds. That includes the IPv4-mapped form
+// (::ffff:127.0.0.1), which net.ParseIP reads as an IPv4 address.
+func isIP6Literal(s string) bool {
+	return strings.Contains(s, ":") && net.ParseIP(s) != nil
 }
 
 func kindName(n *yaml.Node) string {
