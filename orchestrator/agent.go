@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"lab/target"
@@ -30,17 +31,25 @@ func (tr *targetRun) runAgent(ctx context.Context, m target.Machine, cmd string,
 		cancel(fmt.Errorf("the agent printed nothing for %v (hung or stopped)", silence))
 	})
 	defer watchdog.Stop()
-	pr, pw := io.Pipe()
+	// An OS pipe, not an io.Pipe: a local agent writes into it directly
+	// (exec hands it the descriptor, no copying goroutine in between), and
+	// its buffer lets the agent run on while lab records a result.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("target %s, run: %w", tr.t.Name, err)
+	}
+	defer pr.Close()
 	runErr := make(chan error, 1)
 	go func() {
 		err := m.Run(ctx, cmd, bytes.NewReader(body), pw)
-		pw.CloseWithError(err)
+		pw.Close() // the reader's EOF; the agent, and anything it started, hold no copy
 		runErr <- err
 	}()
 	done, err := tr.readAgent(&resetReader{r: pr, t: watchdog, d: silence})
 	if err != nil && !errors.Is(err, errAgentOutput) {
 		// Saving a result failed: stop reading, which ends the agent.
-		pr.CloseWithError(err)
+		pr.Close()
+		<-runErr
 		return err
 	}
 	readErr := err
@@ -97,8 +106,8 @@ func (r *resetReader) Read(p []byte) (int, error) {
 // (a line longer than the reader's limit, or a broken stream).
 var errAgentOutput = errors.New("reading the agent's output")
 
-// readAgent records each JSON line the agent prints on r, saving the
-// results file after each env and result line, until r ends. It reports
+// readAgent records each JSON line the agent prints on r, journalling each
+// env and result line, until r ends. It reports
 // whether the agent said it was done. Lines that are not JSON are logged
 // and skipped; an error wrapping errAgentOutput means the stream itself
 // could not be read, any other error that the results could not be saved.
@@ -111,20 +120,22 @@ func (tr *targetRun) readAgent(r io.Reader) (done bool, err error) {
 			tr.log.Warn("agent printed a line that is not JSON", "line", truncate(sc.Text(), 200))
 			continue
 		}
+		var err error
 		switch {
 		case l.Env != nil:
+			tr.mu.Lock()
 			tr.res.Env = l.Env
+			tr.mu.Unlock()
+			err = tr.journal.SetEnv(l.Env)
 		case l.Progress != nil:
 			tr.progress()
 		case l.Result != nil:
-			tr.add(*l.Result)
+			err = tr.add(*l.Result)
 		case l.Done != nil:
 			done = true
 		}
-		if l.Env != nil || l.Result != nil {
-			if err := tr.save(); err != nil {
-				return done, err
-			}
+		if err != nil {
+			return done, err
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -40,12 +40,20 @@ func FuzzAgentProtocol(f *testing.F) {
 		claims[s.ID] = s
 	}
 	f.Fuzz(func(t *testing.T, out []byte) {
+		dir := t.TempDir()
+		res := rundir.Target{Name: "fuzz", Status: rundir.StatusRunning, Phases: []rundir.Phase{}, Results: []rundir.Outcome{}}
+		j, err := rundir.CreateJournal(dir, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
 		tr := &targetRun{
-			t:      target.Spec{Name: "fuzz"},
-			file:   filepath.Join(t.TempDir(), "fuzz.json"),
-			log:    hclog.NewNullLogger(),
-			res:    rundir.Target{Name: "fuzz", Status: rundir.StatusRunning, Phases: []rundir.Phase{}, Results: []rundir.Outcome{}},
-			claims: claims,
+			t:       target.Spec{Name: "fuzz"},
+			dir:     dir,
+			journal: j,
+			log:     hclog.NewNullLogger(),
+			res:     res,
+			claims:  claims,
 		}
 		done, err := tr.readAgent(bytes.NewReader(out))
 		if err != nil && !errors.Is(err, errAgentOutput) {
@@ -72,18 +80,25 @@ func FuzzAgentProtocol(f *testing.F) {
 		if err == nil && (len(tr.res.Results) != want || done != wantDone) {
 			t.Errorf("recorded %d results (done %v), want %d (done %v)", len(tr.res.Results), done, want, wantDone)
 		}
-		if len(tr.res.Results) > 0 || tr.res.Env != nil {
-			var back rundir.Target
-			b, err := os.ReadFile(tr.file)
-			if err == nil {
-				err = json.Unmarshal(b, &back)
-			}
-			if err != nil {
-				t.Fatalf("results file unreadable: %v", err)
-			}
-			if len(back.Results) != len(tr.res.Results) {
-				t.Errorf("file holds %d results, reader %d", len(back.Results), len(tr.res.Results))
-			}
+		// What was journalled reads back as recorded, before and after
+		// the target's file is written.
+		back, err := rundir.ReadJournal(j.Path())
+		if err != nil {
+			t.Fatalf("journal unreadable: %v", err)
+		}
+		if len(back.Results) != len(tr.res.Results) || (tr.res.Env != nil) != (back.Env != nil) {
+			t.Errorf("journal holds %d results (env %v), reader %d (env %v)", len(back.Results), back.Env != nil, len(tr.res.Results), tr.res.Env != nil)
+		}
+		if err := j.Finish(tr.res); err != nil {
+			t.Fatalf("finishing: %v", err)
+		}
+		var final rundir.Target
+		b, err := os.ReadFile(filepath.Join(dir, "fuzz.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &final)
+		}
+		if err != nil || len(final.Results) != len(tr.res.Results) {
+			t.Errorf("fuzz.json: %d results, %v; want %d", len(final.Results), err, len(tr.res.Results))
 		}
 	})
 }

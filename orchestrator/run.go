@@ -142,15 +142,16 @@ func describe(s scenario.Scenario) rundir.Scenario {
 // targetRun is one target's life in a run, with the results file it keeps
 // up to date.
 type targetRun struct {
-	t      target.Spec
-	opts   Options
-	file   string
-	log    hclog.Logger
-	res    rundir.Target
-	claims map[string]scenario.Scenario
-	mu     sync.Mutex
-	phase  string
-	since  time.Time
+	t       target.Spec
+	opts    Options
+	dir     string // the run directory
+	journal *rundir.Journal
+	log     hclog.Logger
+	res     rundir.Target
+	claims  map[string]scenario.Scenario
+	mu      sync.Mutex
+	phase   string
+	since   time.Time
 	// endedIn is the phase the target's life ended in, before teardown.
 	endedIn string
 }
@@ -159,7 +160,7 @@ func runTarget(ctx context.Context, t target.Spec, req wire.Request, opts Option
 	tr := &targetRun{
 		t:      t,
 		opts:   opts,
-		file:   filepath.Join(dir, t.Name+".json"),
+		dir:    dir,
 		log:    opts.Log.Named(t.Name),
 		res:    rundir.Target{Name: t.Name, Provider: t.Provider, Status: rundir.StatusRunning, Total: len(req.Scenarios), Phases: []rundir.Phase{}, Results: []rundir.Outcome{}},
 		claims: map[string]scenario.Scenario{},
@@ -167,7 +168,18 @@ func runTarget(ctx context.Context, t target.Spec, req wire.Request, opts Option
 	for _, s := range opts.Scenarios {
 		tr.claims[s.ID] = s
 	}
-	err := tr.live(ctx, req)
+	// Results are journalled as they arrive (at a cost that does not grow
+	// with the number already written), and <target>.json is written once
+	// at the end; a lab that dies leaves the journal, which readers read.
+	j, err := rundir.CreateJournal(dir, tr.res)
+	if err != nil {
+		tr.res.Status, tr.res.Error = rundir.StatusFailed, fmt.Sprintf("target %s: recording its results: %v", t.Name, err)
+		tr.log.Error("target failed", "error", tr.res.Error)
+		return tr.res
+	}
+	defer j.Close()
+	tr.journal = j
+	err = tr.live(ctx, req)
 	tr.endPhase(err)
 	switch {
 	case err == nil:
@@ -187,8 +199,8 @@ func runTarget(ctx context.Context, t target.Spec, req wire.Request, opts Option
 		tr.res.Status = rundir.StatusFailed
 		tr.res.Error = err.Error()
 	}
-	if err := tr.save(); err != nil {
-		tr.log.Error("saving results", "error", err)
+	if err := j.Finish(tr.res); err != nil {
+		tr.log.Error("saving results", "error", err, "journal", j.Path())
 	}
 	tr.progress()
 	if err != nil {
@@ -211,7 +223,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	if err := prov.Check(tr.t); err != nil {
 		return fmt.Errorf("%w: %w", target.ErrUnavailable, err)
 	}
-	env := target.Env{RunDir: filepath.Dir(tr.file), CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
+	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
 	in, err := prov.Start(ctx, tr.t, env)
 	if err != nil {
 		return fmt.Errorf("target %s, %s: %w", tr.t.Name, tr.lastPhase(), err)
@@ -275,7 +287,7 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 	tr.mu.Lock()
 	res := tr.res
 	tr.mu.Unlock()
-	return tr.opts.Then(ctx, &Finished{Dir: filepath.Dir(tr.file), Result: &res, Instance: in, Machine: m})
+	return tr.opts.Then(ctx, &Finished{Dir: tr.dir, Result: &res, Instance: in, Machine: m})
 }
 
 // teardownTimeout bounds a target's teardown: stopping a VM takes a few
@@ -324,8 +336,9 @@ func (tr *targetRun) unmeasured(req wire.Request) wire.Request {
 	return out
 }
 
-// add records a result with the documented claims for this target.
-func (tr *targetRun) add(r wire.Result) {
+// add records a result with the documented claims for this target, and
+// makes it durable.
+func (tr *targetRun) add(r wire.Result) error {
 	o := rundir.Outcome{Result: r}
 	if s, ok := tr.claims[r.ID]; ok && tr.res.Env != nil {
 		target := scenario.Target{OS: tr.res.Env.OS, KernelRelease: tr.res.Env.KernelRelease}
@@ -341,12 +354,7 @@ func (tr *targetRun) add(r wire.Result) {
 	tr.mu.Lock()
 	tr.res.Results = append(tr.res.Results, o)
 	tr.mu.Unlock()
-}
-
-func (tr *targetRun) save() error {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return rundir.WriteJSON(tr.file, tr.res)
+	return tr.journal.Append(o)
 }
 
 // startPhase ends the current phase and starts the named one; it does
@@ -380,6 +388,9 @@ func (tr *targetRun) endPhase(err error) {
 	}
 	tr.res.Phases = append(tr.res.Phases, p)
 	tr.phase = ""
+	if jerr := tr.journal.Phase(p); jerr != nil {
+		tr.log.Warn("journalling a phase", "phase", p.Name, "error", jerr)
+	}
 }
 
 func (tr *targetRun) lastPhase() string {

@@ -287,9 +287,9 @@ func (j *Journal) sync() {
 
 // Finish ends the journal with the target as it ended (status, error,
 // phases, environment) and writes <target>.json once: final's fields, with
-// the results the journal holds, read back from the journal itself so the
-// two cannot disagree. final.Results may be nil; when it is not, its length
-// must be the number of results appended (a check on the caller's wiring).
+// final's results, which must be the ones appended (their number is
+// checked); when final.Results is nil, the results are read back from the
+// journal.
 // When <target>.json is on disk the journal is removed. After Finish, the
 // journal takes nothing more; Close is then a no-op.
 func (j *Journal) Finish(final Target) error {
@@ -314,9 +314,13 @@ func (j *Journal) Finish(final Target) error {
 	if err != nil {
 		return fmt.Errorf("finishing %s: %w", j.path, err)
 	}
-	t, err := ReadJournal(j.path)
-	if err != nil {
-		return fmt.Errorf("finishing %s: %w", j.path, err)
+	t := final
+	if t.Results == nil {
+		// Reading back costs a parse of every result: only a caller that
+		// kept no copy of them pays it.
+		if t, err = ReadJournal(j.path); err != nil {
+			return fmt.Errorf("finishing %s: %w", j.path, err)
+		}
 	}
 	if err := WriteJSON(j.final, t); err != nil {
 		return fmt.Errorf("finishing %s: %w", j.path, err)
