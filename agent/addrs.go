@@ -2,9 +2,7 @@ package agent
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"sort"
 	"strings"
 )
 
@@ -58,23 +56,4 @@ func bindable(ip string) bool {
 		return false
 	}
 	return t.bind("b", netip.AddrPortFrom(netip.MustParseAddr(ip), 0)) == nil
-}
-
-// localUnicast lists this machine's non-loopback IPv4 unicast addresses,
-// sorted so runs on one machine choose the same ones.
-func localUnicast() []string {
-	ifaddrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range ifaddrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.To4() == nil || ipn.IP.IsLoopback() || !ipn.IP.IsGlobalUnicast() {
-			continue
-		}
-		out = append(out, ipn.IP.String())
-	}
-	sort.Strings(out)
-	return out
 }

@@ -30,12 +30,18 @@ type Emit func(wire.Line) error
 // early only when ctx is cancelled or emit fails; a scenario that fails is a
 // result, not an error.
 func Run(ctx context.Context, req wire.Request, emit Emit) error {
+	var err error
+	onKernelThread(func() { err = run(ctx, req, emit) })
+	return err
+}
+
+func run(ctx context.Context, req wire.Request, emit Emit) error {
 	start := time.Now()
 	env, addrs := environment(req)
 	if err := emit(wire.Line{Env: env}); err != nil {
 		return fmt.Errorf("writing environment: %w", err)
 	}
-	var other *helper
+	var other otherProcess
 	defer func() {
 		if other != nil {
 			other.stop()
@@ -49,7 +55,7 @@ func Run(ctx context.Context, req wire.Request, emit Emit) error {
 			return fmt.Errorf("writing progress: %w", err)
 		}
 		if other == nil && needsOther(sc) && env.OtherUser != "" {
-			h, err := startHelper(env.OtherUser)
+			h, err := startOther(env.OtherUser)
 			if err != nil {
 				env.OtherUser, env.OtherUserNote = "", "could not start the second user's helper: "+err.Error()
 			} else {
@@ -85,8 +91,8 @@ func needsOther(sc wire.Scenario) bool {
 func environment(req wire.Request) (*wire.Env, map[string]string) {
 	addrs, note := chooseAddrs(req.Addrs)
 	env := &wire.Env{
-		OS:           runtime.GOOS,
-		Family:       wire.Family(runtime.GOOS),
+		OS:           kernelOS(),
+		Family:       wire.Family(kernelOS()),
 		Arch:         runtime.GOARCH,
 		Addrs:        addrs,
 		AddrsNote:    note,
@@ -97,6 +103,16 @@ func environment(req wire.Request) (*wire.Env, map[string]string) {
 	env.UID = uid()
 	env.OtherUser, env.OtherUserNote = otherUser(req.OtherUser)
 	return env, addrs
+}
+
+// otherProcess holds a scenario's user=other sockets in a process of
+// another user: the helper (helper.go) on a host kernel.
+type otherProcess interface {
+	sockets
+	// broken says the process died; the next scenario that needs one starts
+	// another.
+	broken() bool
+	stop()
 }
 
 // errUnsupported marks an option this OS does not define.

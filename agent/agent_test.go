@@ -1,3 +1,5 @@
+//go:build !rump && !fstack
+
 package agent
 
 import (

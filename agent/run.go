@@ -74,7 +74,7 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	ctx, cancel := context.WithDeadline(ctx, r.deadline)
 	defer cancel()
 	done := make(chan []wire.StepResult, 1)
-	go func() { done <- r.steps(ctx) }()
+	goSteps(func() { done <- r.steps(ctx) })
 	timedOut, abandoned := false, false
 	select {
 	case res.Steps = <-done:
