@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // kernelOS: the socket calls reach NetBSD's kernel code.
@@ -86,11 +87,37 @@ func startOther(user string) (otherProcess, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc, err := newProcess(id, id)
+	proc, err := otherProcFor(id)
 	if err != nil {
 		return nil, fmt.Errorf("creating the rump process for %s: %w", user, err)
 	}
 	return &rumpOther{table: newTable(), proc: proc}, nil
+}
+
+// others are the second processes made so far, by uid: one kernel serves
+// every run of the agent's process (and of a test binary), and a process
+// lives as long as the kernel.
+var others struct {
+	sync.Mutex
+	byUID map[int]int
+}
+
+// otherProcFor returns the process with uid, making it the first time.
+func otherProcFor(uid int) (int, error) {
+	others.Lock()
+	defer others.Unlock()
+	if p, ok := others.byUID[uid]; ok {
+		return p, nil
+	}
+	p, err := newProcess(uid, uid)
+	if err != nil {
+		return 0, err
+	}
+	if others.byUID == nil {
+		others.byUID = map[int]int{}
+	}
+	others.byUID[uid] = p
+	return p, nil
 }
 
 // runAs is never used by the rump agent (helper.go needs it to build):

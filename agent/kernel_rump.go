@@ -57,13 +57,12 @@ func init() {
 }
 
 // A process of the rump kernel, and the descriptors in it. The agent's
-// sockets live in process mainProc; user=other sockets in otherProc, a second
-// process with another uid. A descriptor carries its process in the bits
-// above procShift, so that every call on it is made in that process; the
-// trace shows only the low bits, the number the rump kernel gave.
+// sockets live in process mainProc; user=other sockets in a second process
+// with another uid (newProcess). A descriptor carries its process in the
+// bits above procShift, so that every call on it is made in that process;
+// the trace shows only the low bits, the number the rump kernel gave.
 const (
 	mainProc  = 0
-	otherProc = 1
 	procShift = 20
 	fdMask    = 1<<procShift - 1
 )
@@ -131,8 +130,9 @@ func (k *kernel) boot() error {
 	if err := netconfig4("127.0.0.1", 8); err != nil {
 		return err
 	}
-	// Bringing lo0 up attaches IPv6 to it, which gives it ::1 (in6_ifattach
-	// in sys/netinet6/in6_ifattach.c); the address is set here only if not.
+	// Once lo0 is up it has ::1: in6_if_up (sys/netinet6/in6.c:2093) attaches
+	// IPv6, and in6_ifattach gives loopback ::1 (in6_ifattach.c:816). It is
+	// added here only if not.
 	if e := C.rump_pub_netconfig_ifup(lo0); e != 0 {
 		return fmt.Errorf("rump_pub_netconfig_ifup(lo0): %w", netbsdErrno(e))
 	}
@@ -217,6 +217,13 @@ func (k *kernel) switchTo(proc int) {
 	}
 }
 
+// processes says how many processes the agent has made in the kernel.
+func processes() int {
+	var n int
+	do(mainProc, func() { n = len(theKernel().lwps) })
+	return n
+}
+
 // newProcess forks a process from the agent's with a clean descriptor table
 // and gives it uid and gid (setgid first: after setuid it may no longer);
 // it returns the process's number.
@@ -290,6 +297,23 @@ func sysctlMIB(name string) ([]C.int, error) {
 		}
 	}
 	return mib, nil
+}
+
+// sysctlInt reads the int sysctl name in the agent's process.
+func sysctlInt(name string) (int, error) {
+	var v int
+	var err error
+	do(mainProc, func() {
+		var mib []C.int
+		if mib, err = sysctlMIB(name); err != nil {
+			return
+		}
+		buf := make([]byte, 4)
+		if _, err = sysctl(mib, buf, nil); err == nil {
+			v = int(int32(binary.LittleEndian.Uint32(buf)))
+		}
+	})
+	return v, err
 }
 
 // sysctlString reads the string sysctl name in the agent's process.

@@ -340,6 +340,10 @@ func sysWaitEOF(fd sysFD, deadline time.Time) error {
 	return err
 }
 
+// rumpFcntl is fcntl(fd, cmd, 0) in the current process, on the kernel's
+// thread; the tests use it to find the descriptors left open.
+func rumpFcntl(fd, cmd int) int { return int(C.lab_fcntl(C.int(fd), C.int(cmd), 0)) }
+
 // errnoName names the NetBSD errno behind err, keeping its number.
 func errnoName(err error) (string, int) {
 	var e netbsdErrno
