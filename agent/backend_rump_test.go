@@ -384,3 +384,22 @@ func openFDs(proc int) []int {
 	})
 	return open
 }
+
+// FuzzParseSockaddr: whatever bytes getsockname returns, parseSockaddr
+// returns an error or an address that sockaddr encodes back to them.
+func FuzzParseSockaddr(f *testing.F) {
+	f.Add(sockaddr(false, netip.MustParseAddrPort("127.0.0.2:4660")))
+	f.Add(sockaddr(true, netip.MustParseAddrPort("[::1]:4660")))
+	f.Add([]byte{16, 99})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ap, err := parseSockaddr(b)
+		if err != nil {
+			return
+		}
+		again := sockaddr(b[1] == nbAF_INET6, ap)
+		if b[1] == nbAF_INET && string(again[2:8]) != string(b[2:8]) ||
+			b[1] == nbAF_INET6 && string(again[2:4])+string(again[8:24]) != string(b[2:4])+string(b[8:24]) {
+			t.Errorf("parseSockaddr(% x) = %s, which encodes as % x", b, ap, again)
+		}
+	})
+}
