@@ -154,6 +154,19 @@ func (k *kernel) boot() error {
 			return err
 		}
 	}
+	// Loopback output goes to IP's input queue (looutput,
+	// sys/net/if_loop.c:323), 256 packets long (IFQ_MAXLEN, net/if.h:563),
+	// which a softint drains. A booted kernel runs that softint before the
+	// sender's next system call; a rump kernel's softints are host threads,
+	// which a loaded host may not run while the agent sends spread's 300
+	// datagrams, so the queue overflowed (ENOBUFS, and the SYNs and ACKs
+	// dropped behind it left connects waiting out their deadline). A longer
+	// queue lets the softint catch up, as it would on a NetBSD machine.
+	for _, name := range []string{"net.inet.ip.ifq.maxlen", "net.inet6.ip6.ifq.maxlen"} {
+		if err := setSysctlInt(name, inputQueueLen); err != nil {
+			return err
+		}
+	}
 	// The agent's own process: a child of the kernel's init, root as init
 	// is, with a descriptor table of its own.
 	if e := C.rump_pub_lwproc_rfork(C.RUMP_RFCFDG); e != 0 {
@@ -332,6 +345,23 @@ func sysctlString(name string) (string, error) {
 		}
 	})
 	return s, err
+}
+
+// inputQueueLen is the length lab gives IP's input queues (boot).
+const inputQueueLen = 4096
+
+// setSysctlInt writes the int sysctl name (on the kernel's thread).
+func setSysctlInt(name string, value int) error {
+	mib, err := sysctlMIB(name)
+	if err == nil {
+		b := make([]byte, 4)
+		binary.LittleEndian.PutUint32(b, uint32(int32(value)))
+		_, err = sysctl(mib, nil, b)
+	}
+	if err != nil {
+		return fmt.Errorf("setting %s=%d: %w", name, value, err)
+	}
+	return nil
 }
 
 // setSysctlString writes the string sysctl name (on the kernel's thread).
