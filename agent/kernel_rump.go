@@ -156,8 +156,8 @@ func (k *kernel) boot() error {
 	}
 	// Loopback output goes to IP's input queue (looutput,
 	// sys/net/if_loop.c:323), 256 packets long (IFQ_MAXLEN, net/if.h:563),
-	// which a softint drains. A booted kernel runs that softint before the
-	// sender's next system call; a rump kernel's softints are host threads,
+	// which a softint drains. A booted kernel runs softints ahead of user
+	// threads; a rump kernel's softints are host threads,
 	// which a loaded host may not run while the agent sends spread's 300
 	// datagrams, so the queue overflowed (ENOBUFS, and the SYNs and ACKs
 	// dropped behind it left connects waiting out their deadline). A longer
