@@ -7,20 +7,99 @@ import (
 	"lab/wire"
 )
 
-// C returns a standalone C program (POSIX sockets; Winsock under _WIN32)
-// that performs sc's steps with the ports and addresses of res and prints
-// the trace Parse reads. target names where res was measured, for the header.
-func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
+// COption changes the program C writes.
+type COption int
+
+// Rump makes C write the program against a NetBSD rump kernel linked into
+// it, as lab's netbsd-rump target runs its agent: rump_sys_* calls with
+// NetBSD's ABI (rump/rumpdefs.h's RUMP_ constants, sockaddrs with sin_len),
+// a kernel booted by the program with lo0 configured as the agent does.
+// Build it against lab's rump libraries with RumpLinkFlags.
+const Rump COption = 1
+
+// RumpLinkFlags are the libraries a Rump program links, after -I, -L and
+// -Wl,-rpath for the rump libraries' dirs. --no-as-needed keeps the
+// components no symbol is taken from: they register from ELF constructors.
+var RumpLinkFlags = []string{"-Wl,--no-as-needed", "-lrumpnet_config", "-lrumpnet_netinet6", "-lrumpnet_netinet",
+	"-lrumpnet_net", "-lrumpnet", "-lrump", "-lrumpuser", "-lpthread", "-ldl"}
+
+// cDialect is the socket API an emitted program calls.
+type cDialect struct {
+	build    string // the header's build line
+	prelude  string
+	names    map[string]string // constants as the API names them; absent: as POSIX does
+	socket   string            // socket(2)
+	setopt   string            // setsockopt(2), a format of socket, level, name
+	listen   string
+	read     string // a format of socket, buffer: reads into buffer, returns the count
+	initLine func(res *wire.Result) []string
+}
+
+var posixDialect = cDialect{
+	build:   "cc -O2 -o repro repro.c   (Windows: cl repro.c ws2_32.lib)",
+	prelude: cPrelude,
+	socket:  "socket",
+	setopt:  "setsockopt(%s, %s, %s, (const char *)&v, sizeof v)",
+	listen:  "listen",
+	read:    "recv(%s, %s, sizeof %[2]s, 0)",
+}
+
+var rumpDialect = cDialect{
+	build:   "cc -O2 -o repro repro.c -I<rump>/include -L<rump>/lib -Wl,-rpath,<rump>/lib " + strings.Join(RumpLinkFlags, " "),
+	prelude: cRumpHead + cTrace + cRumpSockets,
+	names: map[string]string{
+		"AF_INET": "RUMP_AF_INET", "AF_INET6": "RUMP_AF_INET6", "SOCK_STREAM": "RUMP_SOCK_STREAM", "SOCK_DGRAM": "RUMP_SOCK_DGRAM",
+		"SOL_SOCKET": "RUMP_SOL_SOCKET", "IPPROTO_IPV6": "RUMP_IPPROTO_IPV6", "IPV6_V6ONLY": "LAB_IPV6_V6ONLY",
+	},
+	socket: "rump_sys_socket",
+	setopt: "rump_sys_setsockopt(%s, %s, %s, &v, sizeof v)",
+	listen: "rump_sys_listen",
+	read:   "rump_sys_read(%s, %s, sizeof %[2]s)",
+	initLine: func(res *wire.Result) []string {
+		// The agent adds addr1 and addr2 to lo0 as it does on any BSD.
+		var lines []string
+		for _, a := range []string{"addr1", "addr2"} {
+			if ip, ok := res.Addrs[a]; ok {
+				lines = append(lines, fmt.Sprintf("lo0_alias(%s);", cString(ip)))
+			}
+		}
+		return lines
+	},
+}
+
+// c is the API's name for a POSIX constant. An option it does not know is
+// RUMP_-prefixed, for the program's #ifdef to find undefined.
+func (d *cDialect) c(name string) string {
+	if d.names == nil {
+		return name
+	}
+	if n, ok := d.names[name]; ok {
+		return n
+	}
+	return "RUMP_" + name
+}
+
+// C returns a standalone C program (POSIX sockets; Winsock under _WIN32;
+// with Rump, a rump kernel's calls) that performs sc's steps with the ports
+// and addresses of res and prints the trace Parse reads. target names where
+// res was measured, for the header.
+func C(sc wire.Scenario, res *wire.Result, target string, opts ...COption) ([]byte, error) {
+	d := &posixDialect
+	for _, o := range opts {
+		if o == Rump {
+			d = &rumpDialect
+		}
+	}
 	p, err := newPlan(sc, res)
 	if err != nil {
 		return nil, err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "/* lab repro --emit c: scenario %s (%s), as measured on %s.\n", p.id, p.proto, target)
-	b.WriteString(" * Build: cc -O2 -o repro repro.c   (Windows: cl repro.c ws2_32.lib)\n")
+	fmt.Fprintf(&b, " * Build: %s\n", d.build)
 	b.WriteString(" * Prints the trace lab repro prints: per step \"step N: <text>: ok\" or \"...: ERRNAME (number)\",\n")
 	b.WriteString(" * then the call with its arguments, what it returned and how long the step took. */\n")
-	b.WriteString(cPrelude)
+	b.WriteString(d.prelude)
 	if len(p.ports) > 0 {
 		b.WriteString("\n/* The ports the agent used; built with -DLAB_FRESH_PORTS the program picks free ones. */\n")
 	}
@@ -33,6 +112,11 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 		fmt.Fprintf(&b, "\tsock_t %s = BAD_SOCK;\n", ident(s))
 	}
 	b.WriteString("\n\tnet_init();\n")
+	if d.initLine != nil {
+		for _, l := range d.initLine(res) {
+			fmt.Fprintf(&b, "\t%s\n", l)
+		}
+	}
 	if len(p.ports) > 0 {
 		b.WriteString("#ifdef LAB_FRESH_PORTS\n")
 		for _, sym := range p.ports {
@@ -61,30 +145,30 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 				fam = "AF_INET6"
 			}
 			call := fmt.Sprintf("socket(%s, %s)", familyName(o.ip6), p.proto)
-			fmt.Fprintf(&b, "\t%s = socket(%s, %s, 0);\n", s, fam, typ)
+			fmt.Fprintf(&b, "\t%s = %s(%s, %s, 0);\n", s, d.socket, d.c(fam), d.c(typ))
 			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(%s, ERRNO());\n", s, cString(call))
 			for _, opt := range o.opts {
 				call += "; " + optCall(opt)
-				cSetopt(&b, s, opt, cString(call))
+				d.setsockopt(&b, s, opt, cString(call))
 			}
 			fmt.Fprintf(&b, "\tok(%s, FD(%s));\n", cString(call), s)
 		case wire.VerbSetopt:
 			call := cString(optCall(o.opts[0]))
-			cSetopt(&b, s, o.opts[0], call)
+			d.setsockopt(&b, s, o.opts[0], call)
 			fmt.Fprintf(&b, "\tok(%s, 0);\n", call)
 		case wire.VerbBind, wire.VerbConnect:
 			fmt.Fprintf(&b, "\tsnprintf(call, sizeof call, %s, %s);\n", cString(o.verb+"("+cFormat(o.addrColon())+"%d)"), o.port)
 			fmt.Fprintf(&b, "\tif (%s(%s, %s, %s) != 0)\n\t\treturn fail(call, ERRNO());\n", o.verb+"_to", s, cString(o.addr), o.port)
 			b.WriteString("\tok(call, 0);\n")
 		case wire.VerbListen:
-			fmt.Fprintf(&b, "\tif (listen(%s, 128) != 0)\n\t\treturn fail(\"listen()\", ERRNO());\n", s)
+			fmt.Fprintf(&b, "\tif (%s(%s, 128) != 0)\n\t\treturn fail(\"listen()\", ERRNO());\n", d.listen, s)
 			b.WriteString("\tok(\"listen()\", 0);\n")
 		case wire.VerbAccept:
 			fmt.Fprintf(&b, "\t%s = accept_wait(%s);\n", ident(o.newSoc), s)
 			fmt.Fprintf(&b, "\tif (%s == BAD_SOCK)\n\t\treturn fail(\"accept()\", ERRNO());\n", ident(o.newSoc))
 			fmt.Fprintf(&b, "\tok(\"accept()\", FD(%s));\n", ident(o.newSoc))
 		case wire.VerbTimewait:
-			cTimewait(&b, o)
+			d.timewait(&b, o)
 		case wire.VerbClose:
 			fmt.Fprintf(&b, "\tif (CLOSE(%s) != 0)\n\t\treturn fail(\"close()\", ERRNO());\n", s)
 			fmt.Fprintf(&b, "\t%s = BAD_SOCK;\n", s)
@@ -103,7 +187,7 @@ func C(sc wire.Scenario, res *wire.Result, target string) ([]byte, error) {
 // listener with the options accepts one connection, and the accepted side
 // closes first; the client waits for its FIN before closing. Like the
 // agent, it lists every call it makes, strace-style, as the step's call.
-func cTimewait(b *strings.Builder, o op) {
+func (d *cDialect) timewait(b *strings.Builder, o op) {
 	// call is a printf format and its arguments: descriptors and ports
 	// are known when the program runs.
 	call := func(format string, args ...string) string {
@@ -116,15 +200,15 @@ func cTimewait(b *strings.Builder, o op) {
 	}
 	b.WriteString("\t{\n\t\tsock_t tl, tc, ts;\n\t\tchar buf[64];\n\t\tint r;\n\n")
 	fmt.Fprintf(b, "\t\ttw_begin(%s%s);\n", cString("timewait("+cFormat(o.addrColon())+"%d)"), port)
-	b.WriteString("\t\ttl = socket(AF_INET, SOCK_STREAM, 0);\n")
+	fmt.Fprintf(b, "\t\ttl = %s(%s, %s, 0);\n", d.socket, d.c("AF_INET"), d.c("SOCK_STREAM"))
 	b.WriteString("\t\tif (tl == BAD_SOCK)\n\t\t\treturn tw_fail(ERRNO(), NULL, \"socket(inet, tcp)\");\n")
 	b.WriteString("\t\ttw(FD(tl), \"socket(inet, tcp)\");\n")
 	for _, opt := range o.opts {
 		c := call(fmt.Sprintf("setsockopt(%%lld, %s=%d)", opt.Name, opt.Value), fd("tl"))
 		level := optLevel(opt.Name)
-		fmt.Fprintf(b, "#ifdef %s\n", opt.Name)
+		fmt.Fprintf(b, "#ifdef %s\n", d.c(opt.Name))
 		fmt.Fprintf(b, "\t\tv = %d;\n", opt.Value)
-		fmt.Fprintf(b, "\t\tif (setsockopt(tl, %s, %s, (const char *)&v, sizeof v) != 0)\n", level, opt.Name)
+		fmt.Fprintf(b, "\t\tif (%s != 0)\n", fmt.Sprintf(d.setopt, "tl", d.c(level), d.c(opt.Name)))
 		if level == "SOL_SOCKET" {
 			fmt.Fprintf(b, "\t\t\treturn tw_fail(ERRNO(), ERRNO() == LAB_ENOPROTOOPT ? \"unsupported\" : NULL, %s);\n", c)
 		} else {
@@ -136,8 +220,8 @@ func cTimewait(b *strings.Builder, o op) {
 		b.WriteString("#endif\n")
 	}
 	failIf(fmt.Sprintf("bind_to(tl, %s, %s) != 0", cString(o.addr), o.port), call("bind(%lld, "+cFormat(o.addrColon())+"%d)", fd("tl"), port))
-	failIf("listen(tl, 128) != 0", call("listen(%lld)", fd("tl")))
-	b.WriteString("\t\ttc = socket(AF_INET, SOCK_STREAM, 0);\n")
+	failIf(d.listen+"(tl, 128) != 0", call("listen(%lld)", fd("tl")))
+	fmt.Fprintf(b, "\t\ttc = %s(%s, %s, 0);\n", d.socket, d.c("AF_INET"), d.c("SOCK_STREAM"))
 	b.WriteString("\t\tif (tc == BAD_SOCK)\n\t\t\treturn tw_fail(ERRNO(), NULL, \"socket(inet, tcp)\");\n")
 	b.WriteString("\t\ttw(FD(tc), \"socket(inet, tcp)\");\n")
 	failIf(fmt.Sprintf("connect_to(tc, %s, %s) != 0", cString(o.dst), o.port), call("connect(%lld, "+cFormat(o.dst)+":%d)", fd("tc"), port))
@@ -147,21 +231,21 @@ func cTimewait(b *strings.Builder, o op) {
 	failIf("CLOSE(tl) != 0", call("close(%lld)", fd("tl")))
 	failIf("CLOSE(ts) != 0", call("close(%lld)", fd("ts")))
 	b.WriteString("\t\t/* The client waits for the server's FIN: the read that sees it returns 0. */\n")
-	b.WriteString("\t\twhile ((r = (int)recv(tc, buf, sizeof buf, 0)) > 0)\n\t\t\t;\n")
+	fmt.Fprintf(b, "\t\twhile ((r = (int)%s) > 0)\n\t\t\t;\n", fmt.Sprintf(d.read, "tc", "buf"))
 	failIf("r < 0", call("read(%lld)", fd("tc")))
 	failIf("CLOSE(tc) != 0", call("close(%lld)", fd("tc")))
 	b.WriteString("\t\tsleep_ms(10); /* the ACK that moves the server to TIME_WAIT is processed asynchronously */\n")
 	b.WriteString("\t\tok(tw_calls, 0);\n\t}\n")
 }
 
-// cSetopt sets one option, call being the step's call up to it; an option
+// setsockopt sets one option, call being the step's call up to it; an option
 // this OS does not define is "unsupported", as the agent says, and so is
 // ENOPROTOOPT at SOL_SOCKET (a kernel older than the option).
-func cSetopt(b *strings.Builder, s string, o wire.Option, call string) {
+func (d *cDialect) setsockopt(b *strings.Builder, s string, o wire.Option, call string) {
 	level := optLevel(o.Name)
-	fmt.Fprintf(b, "#ifdef %s\n", o.Name)
+	fmt.Fprintf(b, "#ifdef %s\n", d.c(o.Name))
 	fmt.Fprintf(b, "\tv = %d;\n", o.Value)
-	fmt.Fprintf(b, "\tif (setsockopt(%s, %s, %s, (const char *)&v, sizeof v) != 0)\n", s, level, o.Name)
+	fmt.Fprintf(b, "\tif (%s != 0)\n", fmt.Sprintf(d.setopt, s, d.c(level), d.c(o.Name)))
 	if level == "SOL_SOCKET" {
 		fmt.Fprintf(b, "\t\treturn ERRNO() == LAB_ENOPROTOOPT ? unsupported(%s) : fail(%s, ERRNO());\n", call, call)
 	} else {
@@ -175,8 +259,12 @@ func cSetopt(b *strings.Builder, s string, o wire.Option, call string) {
 // cFormat escapes s for a printf format.
 func cFormat(s string) string { return strings.ReplaceAll(s, "%", "%%") }
 
-// cPrelude holds the includes and the helpers every emitted program uses.
-const cPrelude = `
+// cPrelude holds the includes and the helpers every emitted program uses:
+// the platform's (POSIX sockets, Winsock), then the trace's.
+const cPrelude = cPosixHead + cTrace + cPosixSockets
+
+// cPosixHead: includes, types and errno names of POSIX sockets and Winsock.
+const cPosixHead = `
 #if defined(__GNUC__) || defined(__clang__)
 #define UNUSED __attribute__((unused))
 #else
@@ -265,7 +353,10 @@ static UNUSED const char *errname(int e)
 	return unknown;
 }
 
-/* The step being run, as step() announced it. */
+`
+
+// cTrace prints the trace, whatever the platform.
+const cTrace = `/* The step being run, as step() announced it. */
 static int cur_n;
 static const char *cur_text, *cur_family, *cur_opts;
 static long long cur_start;
@@ -378,7 +469,10 @@ static UNUSED int tw_fail(int e, const char *result, const char *format, ...)
 	return fail(tw_calls, e);
 }
 
-/* sockaddr_for fills sa with addr:port; the address, not the socket, decides
+`
+
+// cPosixSockets: addresses and waits with POSIX sockets and Winsock.
+const cPosixSockets = `/* sockaddr_for fills sa with addr:port; the address, not the socket, decides
  * the family, so an IPv6 address on an IPv4 socket is the kernel's to refuse. */
 static UNUSED socklen_t sockaddr_for(struct sockaddr_storage *sa, const char *addr, int port)
 {

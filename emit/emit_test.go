@@ -118,6 +118,11 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, goldenName(sc.ID, ".c"), c)
+			rc, err := C(sc, fixedResult(), "netbsd-rump", Rump)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, goldenName(sc.ID, ".rump.c"), rc)
 			g, err := Go(sc, fixedResult(), "local", "linux")
 			if err != nil {
 				t.Fatal(err)
