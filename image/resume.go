@@ -4,19 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"time"
 )
-
-// SnapshotDir is where qemu.Config.Snapshot keeps the snapshots of guests booted from img:
-// $cache/snapshots/<the image dir's name>, beside $cache/images, so that Prune removes them
-// with the image.
-func (img *Image) SnapshotDir() string {
-	return filepath.Join(filepath.Dir(filepath.Dir(img.Dir)), snapshotsDir, filepath.Base(img.Dir))
-}
-
-// snapshotsDir is the cache's directory of guest snapshots, by image.
-const snapshotsDir = "snapshots"
 
 // ResumeCommand is the shell command to run as root over SSH right after connecting to a
 // guest restored from a snapshot (qemu.VM.Restored), before anything else runs there.

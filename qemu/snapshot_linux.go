@@ -671,6 +671,10 @@ func (s *snapshotStore) removeStale() {
 	}
 }
 
+// restoreHook, when set by a test, is called with QEMU's PID once a restoring QEMU runs and
+// before its state is loaded: the fault tests kill it there.
+var restoreHook func(pid int)
+
 // restore starts QEMU on the snapshot: its RAM file mapped copy-on-write, its device state
 // loaded, and the guest running. errSnapshotLoad wraps the failures that are the snapshot's.
 func (r *runner) restore(ctx context.Context, snap *openSnapshot) (*VM, error) {
@@ -697,6 +701,9 @@ func (r *runner) restore(ctx context.Context, snap *openSnapshot) (*VM, error) {
 		return nil, err
 	}
 	theirs.Close()
+	if restoreHook != nil {
+		restoreHook(vm.PID())
+	}
 	if err := migrateIn(ctx, q, snap.state); err != nil {
 		return nil, r.failedRestore(ctx, vm, err)
 	}

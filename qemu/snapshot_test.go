@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +158,12 @@ func TestSnapshotRestore(t *testing.T) {
 			cold := startVM(t, cfg)
 			if cold.Restored() || cold.Snapshot() == "" {
 				t.Fatalf("first start: Restored %v, Snapshot %q; want a cold boot that saved a snapshot", cold.Restored(), cold.Snapshot())
+			}
+			// The layout image.Prune's tests lay out: <id>/{snapshot.json,ram,state}, <id>.lock
+			// and the QEMU version cache.
+			id := filepath.Base(cold.Snapshot())
+			if got, want := paths(t, dir), []string{id, id + "/ram", id + "/snapshot.json", id + "/state", id + ".lock", versionCacheFile}; !slices.Equal(got, want) {
+				t.Errorf("snapshot dir holds %v, want %v", got, want)
 			}
 			meta := readMeta(t, cold.Snapshot())
 			t.Logf("snapshot: boot %v, guest paused %v to save %d MB of RAM and %d KB of state",
@@ -320,4 +328,256 @@ func TestRestoredGuestsAreSeparate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSnapshotFallback damages the snapshot in each way a cache can be damaged, or makes it
+// another QEMU's, and checks that Start then boots cold, says so once, and replaces the
+// snapshot with one that restores.
+func TestSnapshotFallback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	cfg := snapshotConfig(img, t.TempDir())
+	first := startVM(t, cfg)
+	dir := first.Snapshot()
+	if dir == "" {
+		t.Fatal("the first start saved no snapshot")
+	}
+	first.Stop(context.Background())
+
+	editMeta := func(t *testing.T, edit func(*snapshotMeta)) {
+		m := readMeta(t, dir)
+		edit(&m)
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(dir, snapshotMetaFile), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T)
+		why    string // in the warning
+	}{
+		{"state damaged", func(t *testing.T) { flipByte(t, filepath.Join(dir, snapshotStateFile), 1000) }, "state is damaged"},
+		{"RAM damaged", func(t *testing.T) { flipByte(t, filepath.Join(dir, snapshotRAMFile), -1) }, "ram is damaged"},
+		{"RAM truncated", func(t *testing.T) {
+			if err := os.Truncate(filepath.Join(dir, snapshotRAMFile), 64<<20); err != nil {
+				t.Fatal(err)
+			}
+		}, "ram is 67108864 bytes"},
+		{"another QEMU version", func(t *testing.T) {
+			editMeta(t, func(m *snapshotMeta) { m.Key.QEMU.Version = "QEMU emulator version 6.2.0" })
+		}, `QEMU emulator version 6.2.0`},
+		{"unreadable snapshot.json", func(t *testing.T) {
+			os.WriteFile(filepath.Join(dir, snapshotMetaFile), []byte("{"), 0o644)
+		}, "reading snapshot.json"},
+		// Checksums that fit a state QEMU cannot load: QEMU's own refusal is what is tested.
+		{"state QEMU refuses", func(t *testing.T) {
+			garbage := bytes.Repeat([]byte("not a migration stream\n"), 100)
+			os.WriteFile(filepath.Join(dir, snapshotStateFile), garbage, 0o600)
+			f, _ := os.Open(filepath.Join(dir, snapshotStateFile))
+			sum, _ := sumFile(f)
+			f.Close()
+			editMeta(t, func(m *snapshotMeta) { m.State = sum })
+		}, "snapshot failed to load"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := readMeta(t, dir).ID
+			tc.damage(t)
+			logs, log := newLogBuffer(t)
+			c := cfg
+			c.Log = log
+			vm := startVM(t, c)
+			if vm.Restored() || vm.Snapshot() != dir {
+				t.Fatalf("Restored %v, Snapshot %q: want a cold boot that saved %s", vm.Restored(), vm.Snapshot(), dir)
+			}
+			if n := strings.Count(logs.String(), "booting cold and replacing it"); n != 1 {
+				t.Errorf("the fallback was logged %d times, want once", n)
+			}
+			if !strings.Contains(logs.String(), tc.why) {
+				t.Errorf("the log does not say %q", tc.why)
+			}
+			if id := readMeta(t, dir).ID; id == before {
+				t.Errorf("the snapshot was not replaced (id %s)", id)
+			}
+			vm.Stop(context.Background())
+			assertNoDebris(t, cfg.Snapshot)
+		})
+	}
+	again := startVM(t, cfg)
+	if !again.Restored() {
+		t.Fatal("the replaced snapshot did not restore")
+	}
+	dialGuest(t, img, again)
+}
+
+// flipByte inverts one byte of the file: at off, or with off < 0 the first non-zero one.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if off < 0 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		off = int64(bytes.IndexFunc(b, func(r rune) bool { return r != 0 }))
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertNoDebris checks that no half-made snapshot is left in dir.
+func assertNoDebris(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") || strings.Contains(e.Name(), ".old-") {
+			t.Errorf("debris left in the snapshot dir: %s", e.Name())
+		}
+	}
+}
+
+// shmFiles lists what /dev/shm holds and which tmpfs files this process has open: a guest's
+// RAM must be in neither once its QEMU is gone.
+func shmFiles(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	entries, _ := os.ReadDir("/dev/shm")
+	for _, e := range entries {
+		out = append(out, "/dev/shm/"+e.Name())
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if link, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(link, "/dev/shm/") {
+			out = append(out, "fd "+fd.Name()+" -> "+link)
+		}
+	}
+	return out
+}
+
+// TestKilledDuringRestore kills QEMU while it restores (once it runs, before its state is
+// loaded): Start must fail without booting cold or replacing the snapshot, which is not at
+// fault, and leave no QEMU and no RAM behind. The snapshot restores afterwards.
+func TestKilledDuringRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	cfg := snapshotConfig(img, t.TempDir())
+	first := startVM(t, cfg)
+	first.Stop(context.Background())
+	dir := first.Snapshot()
+	before := readMeta(t, dir).ID
+	shmBefore := shmFiles(t)
+
+	cfg.Name = "lab test killed during restore " + t.TempDir()
+	cfg.Log = testLogger(t)
+	restoreHook = func(pid int) { syscall.Kill(pid, syscall.SIGKILL) }
+	t.Cleanup(func() { restoreHook = nil })
+	vm, err := Start(context.Background(), cfg)
+	restoreHook = nil
+	if err == nil {
+		vm.Stop(context.Background())
+		t.Fatalf("Start succeeded (restored %v) though QEMU was killed", vm.Restored())
+	}
+	t.Logf("Start: %v", err)
+	if !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the error does not say QEMU was killed: %v", err)
+	}
+	if left := qemuWithArg(cfg.Name); len(left) > 0 {
+		t.Errorf("QEMU still running: %v", left)
+	}
+	if after := shmFiles(t); !slices.Equal(after, shmBefore) {
+		t.Errorf("/dev/shm or this process's tmpfs files changed: %v, before %v", after, shmBefore)
+	}
+	if id := readMeta(t, dir).ID; id != before {
+		t.Errorf("the snapshot was replaced (%s -> %s), though it was not at fault", before, id)
+	}
+	assertNoDebris(t, cfg.Snapshot)
+
+	cfg.Name = ""
+	again := startVM(t, cfg)
+	if !again.Restored() {
+		t.Fatal("the snapshot did not restore after the kill")
+	}
+	dialGuest(t, img, again)
+	again.Stop(context.Background())
+	if after := shmFiles(t); !slices.Equal(after, shmBefore) {
+		t.Errorf("after a restored guest stopped, /dev/shm or this process's tmpfs files changed: %v, before %v", after, shmBefore)
+	}
+}
+
+// TestConcurrentColdStarts starts two guests of one machine at once with no snapshot: one
+// boots cold and saves it, the other waits for it and restores, and one whole snapshot is
+// left.
+func TestConcurrentColdStarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	cfg := snapshotConfig(img, t.TempDir())
+	var vms [2]*VM
+	var wg sync.WaitGroup
+	for i := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := cfg
+			c.Log = testLogger(t)
+			vm, err := Start(context.Background(), c)
+			if err != nil {
+				t.Errorf("Start %d: %v", i, err)
+				return
+			}
+			t.Cleanup(func() { vm.Stop(context.Background()) })
+			vms[i] = vm
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if vms[0].Restored() == vms[1].Restored() {
+		t.Errorf("Restored = %v, %v; want one cold boot and one restore", vms[0].Restored(), vms[1].Restored())
+	}
+	for _, vm := range vms {
+		dialGuest(t, img, vm)
+	}
+	entries, _ := os.ReadDir(cfg.Snapshot)
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e.Name())
+		}
+	}
+	if len(dirs) != 1 {
+		t.Errorf("snapshot dir holds %v, want one snapshot", dirs)
+	}
+	assertNoDebris(t, cfg.Snapshot)
+}
+
+// paths lists what dir holds, relative to it, sorted.
+func paths(t testing.TB, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err == nil && p != dir {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out
 }
