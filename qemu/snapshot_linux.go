@@ -278,10 +278,12 @@ func (s *snapshotStore) open(ctx context.Context, bad string, locked bool) (*ope
 		snap.ram.Close()
 		return nil, err.Error(), nil
 	}
+	checked := time.Now()
 	if why := snap.check(); why != "" {
 		snap.close()
 		return nil, why, nil
 	}
+	s.log.Debug("snapshot checked", "snapshot", s.dir, "took", time.Since(checked).Round(time.Millisecond))
 	return snap, "", nil
 }
 
@@ -643,9 +645,10 @@ func (s *snapshotStore) removeDebris() {
 	}
 }
 
-// removeStale removes the other snapshots in root that the same QEMU path made in another
-// version or build: they can never load again. Snapshots of other machines (say, another
-// memory size) stay. One that someone holds is left for next time.
+// removeStale removes the other snapshots in root that can never load again: made by another
+// version or build of the same QEMU path, or from a kernel or initrd that is gone (an old
+// agent build's initramfs). Snapshots of other machines (say, another memory size) stay. One
+// that someone holds is left for next time.
 func (s *snapshotStore) removeStale() {
 	entries, _ := os.ReadDir(s.root)
 	for _, e := range entries {
@@ -658,7 +661,19 @@ func (s *snapshotStore) removeStale() {
 			continue
 		}
 		var m snapshotMeta
-		if json.Unmarshal(b, &m) != nil || m.Key.QEMU.Path != s.key.QEMU.Path || m.Key.QEMU == s.key.QEMU {
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		why := ""
+		if m.Key.QEMU.Path == s.key.QEMU.Path && m.Key.QEMU != s.key.QEMU {
+			why = "made by another build of QEMU: " + m.Key.QEMU.Version
+		}
+		for _, f := range m.Key.Files {
+			if _, err := os.Stat(f.Path); errors.Is(err, fs.ErrNotExist) {
+				why = f.Path + " is gone" // an old agent's initramfs (image.AgentInitrd)
+			}
+		}
+		if why == "" {
 			continue
 		}
 		unlock, ok, err := flock.TryLock(dir + ".lock")
@@ -667,7 +682,7 @@ func (s *snapshotStore) removeStale() {
 		}
 		os.RemoveAll(dir)
 		unlock()
-		s.log.Info("removed a snapshot another QEMU made", "snapshot", dir, "qemu", m.Key.QEMU.Version)
+		s.log.Info("removed a snapshot that can no longer load", "snapshot", dir, "why", why)
 	}
 }
 
@@ -704,11 +719,13 @@ func (r *runner) restore(ctx context.Context, snap *openSnapshot) (*VM, error) {
 	if restoreHook != nil {
 		restoreHook(vm.PID())
 	}
+	listening := time.Since(start)
 	if err := migrateIn(ctx, q, snap.state); err != nil {
 		return nil, r.failedRestore(ctx, vm, err)
 	}
 	vm.restored, vm.snapshot = true, snap.dir
-	r.log.Info("guest restored", "snapshot", snap.dir, "took", time.Since(start).Round(time.Millisecond))
+	r.log.Info("guest restored", "snapshot", snap.dir, "took", time.Since(start).Round(time.Millisecond),
+		"qemu_listening", listening.Round(time.Millisecond), "loaded", (time.Since(start) - listening).Round(time.Millisecond))
 	return vm, nil
 }
 

@@ -581,3 +581,63 @@ func paths(t testing.TB, dir string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestAgentInSnapshot boots a guest from image.AgentInitrd's initramfs and restores it: the
+// restored guest has the very agent build at image.GuestAgentPath, without an upload. A new
+// agent build is a new snapshot, and the old one goes once its initramfs is gone.
+func TestAgentInSnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	// A copy of the image, so that its snapshot dir, where the agent initramfs lives, is
+	// this test's.
+	cache := t.TempDir()
+	own := *img
+	own.Dir = filepath.Join(cache, "images", filepath.Base(img.Dir))
+	agent := filepath.Join(cache, "lab-agent")
+	write := func(content string) {
+		if err := os.WriteFile(agent, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("#!/bin/sh\necho agent build 1\n")
+	initrd, key, err := image.AgentInitrd(&own, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := snapshotConfig(img, own.SnapshotDir())
+	cfg.Initrd, cfg.SnapshotKey = initrd, img.Hash+" "+key
+	first := startVM(t, cfg)
+	first.Stop(context.Background())
+	vm := startVM(t, cfg)
+	if !vm.Restored() {
+		t.Fatal("not restored")
+	}
+	c := dialGuest(t, img, vm)
+	if got := guestRun(t, c, image.GuestAgentPath); got != "agent build 1" {
+		t.Errorf("the restored guest's agent says %q", got)
+	}
+	vm.Stop(context.Background())
+
+	// A new build: a new key, a cold boot, and the first build's snapshot stays until its
+	// initramfs is gone.
+	write("#!/bin/sh\necho agent build 2\n")
+	initrd2, key2, err := image.AgentInitrd(&own, agent)
+	if err != nil || key2 == key {
+		t.Fatalf("second build: %v, key %s (first %s)", err, key2, key)
+	}
+	os.Remove(initrd) // as AgentInitrd does to old builds beyond the newest few
+	cfg.Initrd, cfg.SnapshotKey = initrd2, img.Hash+" "+key2
+	second := startVM(t, cfg)
+	if second.Restored() || second.Snapshot() == first.Snapshot() {
+		t.Fatalf("a new agent build restored %s", second.Snapshot())
+	}
+	if _, err := os.Stat(first.Snapshot()); err == nil {
+		t.Errorf("the first build's snapshot %s is still there, though its initramfs is gone", first.Snapshot())
+	}
+	c = dialGuest(t, img, second)
+	if got := guestRun(t, c, image.GuestAgentPath); got != "agent build 2" {
+		t.Errorf("the new guest's agent says %q", got)
+	}
+}
