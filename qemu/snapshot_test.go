@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -405,11 +407,27 @@ func TestSnapshotFallback(t *testing.T) {
 			assertNoDebris(t, cfg.Snapshot)
 		})
 	}
-	again := startVM(t, cfg)
-	if !again.Restored() {
-		t.Fatal("the replaced snapshot did not restore")
+	// The replaced snapshot restores, also when the first port it picks is taken (a new
+	// QEMU then starts on another port with the same files).
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	dialGuest(t, img, again)
+	defer taken.Close()
+	calls := 0
+	pickPort = func() (int, error) {
+		if calls++; calls == 1 {
+			return taken.Addr().(*net.TCPAddr).Port, nil
+		}
+		return freePort()
+	}
+	defer func() { pickPort = freePort }()
+	again := startVM(t, cfg)
+	pickPort = freePort
+	if !again.Restored() || calls != 2 {
+		t.Fatalf("Restored %v after %d ports; want restored on the second", again.Restored(), calls)
+	}
+	guestRun(t, dialGuest(t, img, again), "true")
 }
 
 // flipByte inverts one byte of the file: at off, or with off < 0 the first non-zero one.
@@ -639,5 +657,260 @@ func TestAgentInSnapshot(t *testing.T) {
 	c = dialGuest(t, img, second)
 	if got := guestRun(t, c, image.GuestAgentPath); got != "agent build 2" {
 		t.Errorf("the new guest's agent says %q", got)
+	}
+}
+
+// TestSnapshotDetached keeps a guest as lab repro --keep does (Detach: the console goes
+// straight to a file, where Start finds the ready marker) and restores one detached.
+func TestSnapshotDetached(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	cfg := snapshotConfig(img, t.TempDir())
+	cfg.Detach = true
+	for i, want := range []bool{false, true} {
+		c := cfg
+		c.ConsolePath = filepath.Join(t.TempDir(), "console.log")
+		vm := startVM(t, c)
+		if vm.Restored() != want || vm.Snapshot() == "" {
+			t.Fatalf("start %d: Restored %v, Snapshot %q; want restored %v", i, vm.Restored(), vm.Snapshot(), want)
+		}
+		guestRun(t, dialGuest(t, img, vm), "true")
+		vm.Stop(context.Background())
+		logged, _ := os.ReadFile(c.ConsolePath)
+		if want && !strings.Contains(string(logged), "lab: restoring snapshot") {
+			t.Errorf("the restored guest's console does not say it was restored:\n%s", logged)
+		}
+	}
+}
+
+// TestLabDies kills a process that started a guest, as a crash or SIGKILL would end lab,
+// while the guest boots cold to be snapshotted and while a restored guest runs: its QEMU must
+// die with it (Pdeathsig) and nothing must be left in /dev/shm. The cold boot's RAM is an
+// unnamed file whose last holders were those two processes.
+func TestLabDies(t *testing.T) {
+	if os.Getenv("LAB_SNAPSHOT_CHILD") != "" {
+		return // the child's part is TestLabDiesChild
+	}
+	if testing.Short() {
+		t.Skip("skipping: boots guests")
+	}
+	img := imageNamed(t, "linux-6.1")
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		ready string // what the child prints once it got that far
+	}{
+		{"during a cold boot that saves", "qemu started"},
+		{"with a restored guest running", "RESTORED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.ready == "RESTORED" {
+				// The snapshot to restore.
+				startVM(t, snapshotConfig(img, dir)).Stop(context.Background())
+			}
+			shmBefore := shmFiles(t)
+			name := "lab test lab dies " + t.Name()
+			child := exec.Command(os.Args[0], "-test.run=^TestLabDiesChild$", "-test.v")
+			child.Env = append(os.Environ(), "LAB_SNAPSHOT_CHILD="+dir, "LAB_SNAPSHOT_NAME="+name, "LAB_IMAGE_CACHE="+testCache)
+			out := &logBuffer{t: t}
+			child.Stdout, child.Stderr = out, out
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+			deadline := time.Now().Add(bootTimeout)
+			var pids []int
+			for time.Now().Before(deadline) {
+				pids = qemuWithArg(name)
+				if len(pids) > 0 && (tc.ready == "" || strings.Contains(out.String(), tc.ready)) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(pids) == 0 || !strings.Contains(out.String(), tc.ready) {
+				t.Fatalf("the child's QEMU never ran (or was not restored):\n%s", out.String())
+			}
+			if tc.ready != "RESTORED" && strings.Contains(out.String(), "snapshot saved") {
+				t.Log("the snapshot was saved before the kill; the case ran as a plain kill")
+			}
+			child.Process.Kill()
+			child.Wait()
+			for gone := time.Now().Add(5 * time.Second); time.Now().Before(gone) && len(qemuWithArg(name)) > 0; {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if left := qemuWithArg(name); len(left) > 0 {
+				t.Errorf("QEMU %v outlived the process that started it", left)
+				for _, pid := range left {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			if after := shmFiles(t); !slices.Equal(after, shmBefore) {
+				t.Errorf("/dev/shm changed: %v, before %v", after, shmBefore)
+			}
+		})
+	}
+}
+
+// TestLabDiesChild is TestLabDies's child: it starts a guest with snapshots in
+// $LAB_SNAPSHOT_CHILD, says RESTORED if it was restored, and waits to be killed.
+func TestLabDiesChild(t *testing.T) {
+	dir := os.Getenv("LAB_SNAPSHOT_CHILD")
+	if dir == "" {
+		t.Skip("run by TestLabDies")
+	}
+	img := imageNamed(t, "linux-6.1")
+	cfg := snapshotConfig(img, dir)
+	cfg.Name = os.Getenv("LAB_SNAPSHOT_NAME")
+	cfg.Log = testLogger(t)
+	vm, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Restored() {
+		fmt.Println("RESTORED")
+	}
+	time.Sleep(time.Hour)
+}
+
+// TestScanRAM checks the RAM copy and its checksum on a sparse file: only non-zero pages are
+// stored, the copy reads back the same, and zeros written out or left as holes give the same
+// checksum, so how a file system keeps them does not matter.
+func TestScanRAM(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 << 20
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	page := bytes.Repeat([]byte{0xab}, pageSize)
+	for _, off := range []int64{0, 3 * pageSize, 2 << 20, size - pageSize} {
+		src.WriteAt(page, off)
+	}
+	src.WriteAt(make([]byte, 64*pageSize), 4<<20) // written zeros: data, but no content
+	src.Truncate(size)
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	sum, err := scanRAM(src, size, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst.Truncate(size)
+	if sum.Data != 4*pageSize || sum.Size != size {
+		t.Errorf("scanRAM = %+v, want 4 pages of data in %d bytes", sum, size)
+	}
+	a, _ := os.ReadFile(src.Name())
+	b, _ := os.ReadFile(dst.Name())
+	if !bytes.Equal(a, b) {
+		t.Error("the copy differs from the original")
+	}
+	var st syscall.Stat_t
+	syscall.Fstat(int(dst.Fd()), &st)
+	if st.Blocks*512 > 64*pageSize {
+		t.Errorf("the copy takes %d bytes on disk, want about 4 pages", st.Blocks*512)
+	}
+	again, err := scanRAM(dst, size, nil)
+	if err != nil || again.CRC32C != sum.CRC32C {
+		t.Errorf("the copy's checksum %08x (%v), want %08x", again.CRC32C, err, sum.CRC32C)
+	}
+	// One bit anywhere changes it.
+	dst.WriteAt([]byte{0xaa}, 3*pageSize+100)
+	if bad, _ := scanRAM(dst, size, nil); bad.CRC32C == sum.CRC32C {
+		t.Error("a changed byte kept the checksum")
+	}
+}
+
+// TestSnapshotKeyMismatch: every part of the key that differs is named.
+func TestSnapshotKeyMismatch(t *testing.T) {
+	base := snapshotKey{
+		Format: snapshotFormat, Image: "abc",
+		QEMU:  qemuID{Path: "/usr/bin/qemu-system-x86_64", Version: "QEMU emulator version 7.2.22", Size: 1},
+		Args:  []string{"-m", "256"},
+		Files: []fileID{{Path: "/k", Size: 1}},
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*snapshotKey)
+		want string
+	}{
+		{"same", func(*snapshotKey) {}, ""},
+		{"format", func(k *snapshotKey) { k.Format++ }, "snapshot format"},
+		{"version", func(k *snapshotKey) { k.QEMU.Version = "QEMU emulator version 8.2.2" }, `made by "QEMU emulator version 8.2.2"`},
+		{"binary rebuilt", func(k *snapshotKey) { k.QEMU.Size = 2 }, "another QEMU binary"},
+		{"image", func(k *snapshotKey) { k.Image = "def" }, "from image"},
+		{"memory", func(k *snapshotKey) { k.Args = []string{"-m", "512"} }, "another machine"},
+		{"kernel file", func(k *snapshotKey) { k.Files[0].Size = 2 }, "other kernel or initrd"},
+		{"host", func(k *snapshotKey) { k.Host = "other" }, "another host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := base
+			k.Files = slices.Clone(base.Files)
+			tc.edit(&k)
+			got := k.mismatch(base)
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("mismatch = %q, want %q", got, tc.want)
+			}
+			if (got == "") != (k.id() == base.id()) {
+				t.Errorf("id %s vs %s disagrees with mismatch %q", k.id(), base.id(), got)
+			}
+		})
+	}
+}
+
+// TestConsoleWatch: the watched line is seen across writes that split it, and only once.
+func TestConsoleWatch(t *testing.T) {
+	c := &console{}
+	c.Write([]byte("booting\nlab-guest: sshd"))
+	seen := c.watch("lab-guest: sshd ready")
+	select {
+	case <-seen:
+		t.Fatal("seen before the line is complete")
+	default:
+	}
+	c.Write([]byte(" re"))
+	c.Write([]byte("ady\nmore"))
+	select {
+	case <-seen:
+	default:
+		t.Fatal("not seen after the line was written in pieces")
+	}
+	c.Write([]byte("lab-guest: sshd ready\n")) // must not close seen again
+}
+
+// TestSnapshotArgs: a snapshotted machine's RAM is the file on fd 4, shared when booted cold
+// and copy-on-write when restored; the key's arguments name neither, nor the port or -name.
+func TestSnapshotArgs(t *testing.T) {
+	line := func(args []string) string { return " " + strings.Join(args, " ") + " " }
+	cold, restore := line(snapshotArgs(256, "on", false)), line(snapshotArgs(256, "off", true))
+	for _, want := range []string{"-object memory-backend-file,id=ram0,size=256M,mem-path=/dev/fd/4,share=on", "-machine memory-backend=ram0",
+		"-device vmgenid,guid=auto", "-chardev socket,id=qmp,fd=3", "-mon chardev=qmp,mode=control"} {
+		if !strings.Contains(cold, " "+want+" ") {
+			t.Errorf("cold boot args lack %q:%s", want, cold)
+		}
+	}
+	if !strings.Contains(restore, "share=off") || !strings.Contains(restore, " -incoming defer ") || strings.Contains(cold, "-incoming") {
+		t.Errorf("restore args%s, cold%s", restore, cold)
+	}
+	cfg := Config{Arch: "amd64", Kernel: "/k", Initrd: "/i", Append: "console=ttyS0", MemoryMB: 256, Name: "run 1"}
+	_, info, _ := lookupArch("amd64")
+	key := line(cfg.machineArgs(info, "tcg"))
+	cfg.Name = "run 2"
+	if other := line(cfg.machineArgs(info, "tcg")); other != key {
+		t.Errorf("-name changed the key:%s\n%s", key, other)
+	}
+	for _, not := range []string{"mem-path", "share=", "-incoming", "-name", "hostfwd=tcp:127.0.0.1:2222"} {
+		if strings.Contains(key, not) {
+			t.Errorf("the key's args contain %q:%s", not, key)
+		}
+	}
+	for _, want := range []string{"-m 256", "-kernel /k", "-initrd /i", "-append console=ttyS0", "-accel tcg", "-device vmgenid,guid=auto"} {
+		if !strings.Contains(key, " "+want+" ") {
+			t.Errorf("the key's args lack %q:%s", want, key)
+		}
 	}
 }
