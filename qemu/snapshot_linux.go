@@ -33,6 +33,9 @@ const snapshotsSupported = true
 // unlike a QEMU that was killed or a Start that was cancelled.
 var errSnapshotLoad = errors.New("snapshot failed to load")
 
+// errSnapshotDamaged means a snapshot's checksums are wrong; it wraps errSnapshotLoad.
+var errSnapshotDamaged = fmt.Errorf("%w: damaged", errSnapshotLoad)
+
 // startSnapshotted is Start for a Config with Snapshot: a restore when a snapshot fits, else a
 // cold boot that saves one.
 func startSnapshotted(ctx context.Context, r *runner) (*VM, error) {
@@ -278,17 +281,35 @@ func (s *snapshotStore) open(ctx context.Context, bad string, locked bool) (*ope
 		snap.ram.Close()
 		return nil, err.Error(), nil
 	}
-	checked := time.Now()
-	if why := snap.check(); why != "" {
+	if why := snap.checkSizes(); why != "" {
 		snap.close()
 		return nil, why, nil
 	}
-	s.log.Debug("snapshot checked", "snapshot", s.dir, "took", time.Since(checked).Round(time.Millisecond))
 	return snap, "", nil
 }
 
-// check compares the files' sizes and checksums with the meta's. A restore pays for it, about
-// 20 ms for 100 MB of RAM here, because QEMU would load damaged RAM without a word.
+// checkSizes compares the files' sizes with the meta's; restore compares their checksums
+// while QEMU starts.
+func (o *openSnapshot) checkSizes() string {
+	for _, f := range []struct {
+		name string
+		file *os.File
+		want int64
+	}{{snapshotStateFile, o.state, o.meta.State.Size}, {snapshotRAMFile, o.ram, o.meta.RAM.Size}} {
+		fi, err := f.file.Stat()
+		if err != nil {
+			return err.Error()
+		}
+		if fi.Size() != f.want {
+			return fmt.Sprintf("%s is %d bytes, want %d", f.name, fi.Size(), f.want)
+		}
+	}
+	return ""
+}
+
+// check compares the files' checksums with the meta's: QEMU would load damaged RAM without a
+// word, and the guest would then fail in any way at all. It takes 20 to 100 ms for 100 MB of
+// RAM here, which restore spends while QEMU starts.
 func (o *openSnapshot) check() string {
 	for _, f := range []struct {
 		name string
@@ -296,16 +317,10 @@ func (o *openSnapshot) check() string {
 		want blobSum
 		ram  bool
 	}{{snapshotStateFile, o.state, o.meta.State, false}, {snapshotRAMFile, o.ram, o.meta.RAM, true}} {
-		fi, err := f.file.Stat()
-		if err != nil {
-			return err.Error()
-		}
-		if fi.Size() != f.want.Size {
-			return fmt.Sprintf("%s is %d bytes, want %d", f.name, fi.Size(), f.want.Size)
-		}
 		var got blobSum
+		var err error
 		if f.ram {
-			got, err = scanRAM(f.file, fi.Size(), nil)
+			got, err = scanRAM(f.file, f.want.Size, nil)
 		} else {
 			got, err = sumFile(f.file)
 		}
@@ -705,7 +720,19 @@ func (r *runner) restore(ctx context.Context, snap *openSnapshot) (*VM, error) {
 	defer q.close()
 	r.note("restoring snapshot %s (saved %s)", snap.dir, snap.meta.Created.Format(time.RFC3339))
 	start := time.Now()
+	// The checksums are compared while QEMU starts, which does not read the RAM before
+	// its state is loaded; QEMU gets the state file only after.
+	checked := make(chan string, 1)
+	go func() { checked <- snap.check() }()
 	vm, err := r.run(ctx, snapshotArgs(r.cfg.memoryMB(), "off", true), []*os.File{theirs, snap.ram}, "")
+	why := <-checked
+	r.log.Debug("snapshot checked", "snapshot", snap.dir, "why", why, "after", time.Since(start).Round(time.Millisecond))
+	if why != "" {
+		if err == nil {
+			vm.Stop(context.WithoutCancel(ctx))
+		}
+		return nil, fmt.Errorf("%w: %s", errSnapshotDamaged, why)
+	}
 	if err != nil {
 		// QEMU may refuse the RAM file before it listens; a QEMU killed then is no fault
 		// of the snapshot's.
