@@ -466,6 +466,7 @@ func (r *runner) cold(ctx context.Context, c *capture) (*VM, error) {
 	watch := ""
 	if c != nil {
 		watch = r.cfg.ReadyMarker
+		r.log.Info("booting cold to save a snapshot", "snapshot", c.store.dir)
 	}
 	start := time.Now()
 	vm, err := r.run(ctx, snapshotArgs(r.cfg.memoryMB(), "on", false), []*os.File{theirs, ram}, watch)
