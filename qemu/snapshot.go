@@ -59,8 +59,9 @@ const (
 	snapshotMetaFile  = "snapshot.json"
 	snapshotRAMFile   = "ram"   // the guest's RAM, sparse: holes where it was zero
 	snapshotStateFile = "state" // QEMU's migration stream: device state, ROMs, ACPI tables
-	// versionCacheFile, in Config.Snapshot, remembers `qemu --version` per binary, which
-	// takes 0.05 to 0.2 s to run: a restore takes well under a second.
+	// versionCacheFile, in Config.Snapshot's parent ($cache/snapshots), remembers `qemu
+	// --version` per binary, which takes 0.05 to 0.2 s to run: a restore takes well under a
+	// second.
 	versionCacheFile = "qemu-version.json"
 )
 

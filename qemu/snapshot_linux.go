@@ -98,7 +98,8 @@ func (r *runner) note(format string, args ...any) {
 
 // snapshotKey computes the key of the machine the runner's Config asks for.
 func (r *runner) snapshotKey() (snapshotKey, error) {
-	q, err := qemuIdentity(r.binary, filepath.Join(r.cfg.Snapshot, versionCacheFile))
+	// One version cache for all images: beside their snapshot dirs.
+	q, err := qemuIdentity(r.binary, filepath.Join(filepath.Dir(r.cfg.Snapshot), versionCacheFile))
 	if err != nil {
 		return snapshotKey{}, err
 	}
