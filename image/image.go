@@ -105,6 +105,16 @@ func (img *Image) ClientSigner() (ssh.Signer, error) {
 	return signer, nil
 }
 
+// SnapshotDir is the directory to give qemu.Config.Snapshot for guests booted from img:
+// $cache/snapshots/<the image dir's name>, beside $cache/images, so that Prune removes the
+// snapshots with the image.
+func (img *Image) SnapshotDir() string {
+	return filepath.Join(filepath.Dir(filepath.Dir(img.Dir)), snapshotsDir, filepath.Base(img.Dir))
+}
+
+// snapshotsDir is the cache's directory of guest snapshots, one subdirectory per image.
+const snapshotsDir = "snapshots"
+
 // Build returns the image for spec from cacheDir, building it first if no image with the same
 // inputs is cached. It needs apt-get, apt-cache, dpkg-deb and, for kernels with compressed
 // modules, xz or zstd. It reaches the mirror only when the suite's package lists are older than a

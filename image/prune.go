@@ -41,7 +41,9 @@ type PruneResult struct {
 // debsLock, from its downloads until it has unpacked them. With dryRun it
 // only reports. Two targets that share a name, suite and architecture in one
 // cache (say, cloud and -rt kernels) supersede each other: give them names
-// of their own.
+// of their own. The guests' snapshots (Image.SnapshotDir) go with their
+// image, and so do those of images that are gone, unless a guest is saving
+// one just then.
 func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 	cacheDir, err := filepath.Abs(cacheDir)
 	if err != nil {
@@ -93,6 +95,9 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 	for _, img := range remaining {
 		res.Kept = append(res.Kept, img.dir)
 	}
+	if err := pruneSnapshots(cacheDir, remaining, dryRun, res); err != nil {
+		return res, err
+	}
 
 	unlock, ok, err := tryLock(debsLock(cacheDir), dryRun)
 	if err != nil {
@@ -124,6 +129,63 @@ func Prune(cacheDir string, inUse []string, dryRun bool) (*PruneResult, error) {
 		res.Removed = append(res.Removed, r)
 	}
 	return res, nil
+}
+
+// pruneSnapshots removes every image's snapshot dir whose image is not among
+// remaining: pruned just now, or gone before. A snapshot's lock (<id>.lock,
+// held while a guest is booted to save it) that someone holds keeps its dir.
+// A restored guest keeps its snapshot's files open, so removing them does not
+// disturb it.
+func pruneSnapshots(cacheDir string, remaining []cachedImage, dryRun bool, res *PruneResult) error {
+	root := filepath.Join(cacheDir, snapshotsDir)
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the snapshot cache: %w", err)
+	}
+	kept := map[string]bool{}
+	for _, img := range remaining {
+		kept[filepath.Base(img.dir)] = true
+	}
+	for _, e := range entries {
+		if !e.IsDir() || kept[e.Name()] {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		why := "its image is gone"
+		for _, r := range res.Removed {
+			if filepath.Base(r.Path) == e.Name() {
+				why = "its image was pruned"
+			}
+		}
+		locks, _ := filepath.Glob(filepath.Join(dir, "*.lock"))
+		var unlocks []func()
+		busy := false
+		for _, l := range locks {
+			unlock, ok, err := tryLock(l, dryRun)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				busy = true
+				break
+			}
+			unlocks = append(unlocks, unlock)
+		}
+		if !busy {
+			r, err := remove(dir, dryRun, why)
+			if err != nil {
+				return err
+			}
+			res.Removed = append(res.Removed, r)
+		}
+		for _, unlock := range unlocks {
+			unlock()
+		}
+	}
+	return nil
 }
 
 // debsLock is the lock an image build holds shared from downloading its
@@ -192,13 +254,13 @@ func tryLock(path string, dryRun bool) (func(), bool, error) {
 }
 
 // remove deletes path (a file or a tree) unless dryRun, and says how many
-// bytes it held.
+// bytes it held on disk (a snapshot's RAM file is sparse).
 func remove(path string, dryRun bool, why string) (Removed, error) {
 	var n int64
 	filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if info, err := d.Info(); err == nil {
-				n += info.Size()
+				n += diskUsage(info)
 			}
 		}
 		return nil

@@ -48,6 +48,23 @@ func pruneCache(t *testing.T) string {
 		}
 	}
 	put(t, filepath.Join(cache, "debs", "bookworm-amd64", "libunused_1.0_amd64.deb"), "deb")
+	// Snapshots of guests, as qemu.Start leaves them: of two superseded
+	// images, of the newest, and of an image that is gone.
+	for _, img := range []string{"linux-6.1-aaaa", "linux-6.1-bbbb", "linux-6.1-cccc", "linux-6.12-9999"} {
+		snap := filepath.Join(cache, "snapshots", img, "0123456789abcdef")
+		os.MkdirAll(snap, 0o755)
+		put(t, filepath.Join(snap, "snapshot.json"), `{"id":"x"}`)
+		put(t, filepath.Join(snap, "state"), "device state")
+		ram, err := os.Create(filepath.Join(snap, "ram"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ram.WriteAt([]byte("page"), 1<<20)
+		ram.Truncate(256 << 20) // sparse, as a guest's RAM is
+		ram.Close()
+		put(t, snap+".lock", "")
+	}
+	put(t, filepath.Join(cache, "snapshots", "qemu-version.json"), "{}") // stays
 	// A build that was killed leaves its work dir; Prune leaves it to the
 	// next build of that image, which holds the lock that proves it stale.
 	os.MkdirAll(filepath.Join(cache, "images", ".build-linux-6.1-eeee-123"), 0o755)
@@ -70,6 +87,8 @@ func TestPrune(t *testing.T) {
 		"debs/bookworm-amd64/linux-image-6.1.0-40-cloud-amd64_6.1.150-1_amd64.deb",
 		"debs/bookworm-amd64/openssh-server_1%3a9.2p1-2+deb12u6_amd64.deb",
 	}
+	supersededSnaps := []string{"snapshots/linux-6.1-aaaa", "snapshots/linux-6.1-bbbb"}
+	goneSnap := "snapshots/linux-6.12-9999"
 	for _, tc := range []struct {
 		name     string
 		inUse    func(cache string) []string
@@ -79,14 +98,14 @@ func TestPrune(t *testing.T) {
 		removed  []string // relative to the cache, sorted
 		debs     bool     // whether .debs were considered
 	}{
-		{name: "superseded images and their debs", removed: slices.Concat(oldDebs, superseded), debs: true},
-		{name: "dry run removes nothing", dryRun: true, removed: slices.Concat(oldDebs, superseded), debs: true},
+		{name: "superseded images, their debs and snapshots", removed: slices.Concat(oldDebs, superseded, supersededSnaps, []string{goneSnap}), debs: true},
+		{name: "dry run removes nothing", dryRun: true, removed: slices.Concat(oldDebs, superseded, supersededSnaps, []string{goneSnap}), debs: true},
 		{
 			name: "an image a kept guest uses stays, and its debs",
 			inUse: func(cache string) []string {
 				return []string{filepath.Join(cache, "images", "linux-6.1-bbbb", clientKeyFile)}
 			},
-			removed: []string{oldDebs[0], oldDebs[1], superseded[0]},
+			removed: []string{oldDebs[0], oldDebs[1], superseded[0], supersededSnaps[0], goneSnap},
 			debs:    true,
 		},
 		{
@@ -94,11 +113,15 @@ func TestPrune(t *testing.T) {
 			inUse: func(cache string) []string {
 				return []string{filepath.Join(cache, "images", "linux-6.1-bbbb", clientKeyFile)}
 			},
-			removed: []string{oldDebs[0], oldDebs[1], superseded[0]},
+			removed: []string{oldDebs[0], oldDebs[1], superseded[0], supersededSnaps[0], goneSnap},
 			debs:    true,
 		},
-		{name: "a build of a superseded image holds its lock", hold: "images/linux-6.1-aaaa.lock", removed: []string{oldDebs[0], superseded[1]}, debs: true},
-		{name: "a build holds the debs", hold: "debs.lock", removed: superseded},
+		{name: "a build of a superseded image holds its lock", hold: "images/linux-6.1-aaaa.lock", removed: []string{oldDebs[0], superseded[1], supersededSnaps[1], goneSnap}, debs: true},
+		{name: "a build holds the debs", hold: "debs.lock", removed: slices.Concat(superseded, supersededSnaps, []string{goneSnap})},
+		{
+			name: "a guest saving a snapshot of a gone image holds its lock", hold: goneSnap + "/0123456789abcdef.lock",
+			removed: slices.Concat(oldDebs, superseded, supersededSnaps), debs: true,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := pruneCache(t)
@@ -129,6 +152,13 @@ func TestPrune(t *testing.T) {
 				got = append(got, rel)
 				if r.Bytes == 0 || r.Why == "" {
 					t.Errorf("%s: %d bytes, why %q", rel, r.Bytes, r.Why)
+				}
+				if want := map[string]string{goneSnap: "its image is gone", supersededSnaps[0]: "its image was pruned", supersededSnaps[1]: "its image was pruned"}[rel]; want != "" && r.Why != want {
+					t.Errorf("%s removed because %q, want %q", rel, r.Why, want)
+				}
+				// A sparse RAM file counts by what it takes on disk, not its 256 MB.
+				if strings.HasPrefix(rel, "snapshots/") && r.Bytes >= 256<<20 {
+					t.Errorf("%s: %d bytes, its sparse RAM counted whole", rel, r.Bytes)
 				}
 			}
 			slices.Sort(got)

@@ -18,6 +18,33 @@ type console struct {
 	buf  []byte
 	file io.Writer // nil when no ConsolePath was given
 	ferr error     // first error writing file; the console still feeds the tail
+
+	marker  []byte        // a line to watch for, nil without
+	seen    chan struct{} // closed once marker has been written
+	scanned int           // bytes of buf already searched for marker
+}
+
+// watch returns a channel closed once the console shows marker.
+func (c *console) watch(marker string) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.marker, c.seen, c.scanned = []byte(marker), make(chan struct{}), 0
+	c.check()
+	return c.seen
+}
+
+// check looks for the marker in what was written since the last look. Called with mu held.
+func (c *console) check() {
+	if c.marker == nil {
+		return
+	}
+	from := max(0, min(c.scanned, len(c.buf))-len(c.marker)+1)
+	if bytes.Contains(c.buf[from:], c.marker) {
+		close(c.seen)
+		c.marker = nil
+		return
+	}
+	c.scanned = len(c.buf)
 }
 
 func (c *console) Write(p []byte) (int, error) {
@@ -27,9 +54,11 @@ func (c *console) Write(p []byte) (int, error) {
 		_, c.ferr = c.file.Write(p)
 	}
 	c.buf = append(c.buf, p...)
+	c.check()
 	if over := len(c.buf) - consoleKeep; over > 0 {
 		// Copy down instead of reslicing so the backing array does not grow forever.
 		c.buf = append(c.buf[:0], c.buf[over:]...)
+		c.scanned = max(0, c.scanned-over)
 	}
 	// Never fail: an error here would make QEMU's stdout pipe break and the guest stall.
 	return len(p), nil

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -66,6 +67,24 @@ type Config struct {
 	// (ConsolePath, ConsolePath+".stderr") instead of pipes that would break with lab.
 	// ConsoleTail is empty then. Stop still works while lab runs.
 	Detach bool
+
+	// Snapshot, if set, is the directory where this guest's snapshots are kept (lab uses
+	// image.Image.SnapshotDir), one per machine (see snapshotKey: the image, QEMU's binary
+	// and version, and every argument that shapes the machine). Without a snapshot that
+	// fits, Start boots cold, waits for ReadyMarker on the console, saves the guest's RAM
+	// and device state there, lets the guest go on and returns: a start takes a few tenths
+	// of a second longer, and the next ones restore in a fraction of a boot. A snapshot
+	// that does not fit or fails to load is logged once and replaced by a cold boot's.
+	// Only Kernel guests on x86 q35 or pc machines (which have vmgenid) on Linux hosts.
+	Snapshot string
+	// SnapshotKey names what the guest boots, for the snapshot's key: the image's hash.
+	SnapshotKey string
+	// ReadyMarker is the console line at which a cold boot is snapshotted: the guest is idle
+	// then and nothing has connected to it (image.ReadyMarker). Required with Snapshot.
+	ReadyMarker string
+	// Cold boots the same machine as a snapshotted boot without restoring a snapshot and
+	// without saving one (lab's --cold).
+	Cold bool
 }
 
 // Timeouts of starting and stopping QEMU.
@@ -99,11 +118,18 @@ type VM struct {
 
 	exited  chan struct{}
 	exitErr error // set before exited is closed
+
+	detach       bool
+	consoleStart int64         // where this QEMU's output begins in the console file
+	seen         chan struct{} // closed when the console shows the watched line; nil without
+	restored     bool          // started from a snapshot
+	snapshot     string        // the snapshot directory restored or saved, "" for none
 }
 
 // Start boots a guest as cfg says and returns once QEMU runs and listens on the forwarded
-// port; it does not wait for the guest to boot. ctx bounds the start only: the guest runs
-// until Stop, until it powers off, or until lab exits (on Linux QEMU is killed then).
+// port; it does not wait for the guest to boot, except to snapshot it (Config.Snapshot).
+// ctx bounds the start only: the guest runs until Stop, until it powers off, or until lab
+// exits (on Linux QEMU is killed then).
 func Start(ctx context.Context, cfg Config) (*VM, error) {
 	log := cfg.Log
 	if log == nil {
@@ -126,33 +152,66 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		return nil, fmt.Errorf("qemu: starting %s guest: %w", arch, err)
 	}
 
-	var consoleFile *os.File
+	r := &runner{cfg: cfg, log: log, binary: binary, arch: arch, info: info, accel: accel}
 	if cfg.ConsolePath != "" {
-		if consoleFile, err = os.Create(cfg.ConsolePath); err != nil {
+		if r.console, err = os.Create(cfg.ConsolePath); err != nil {
 			return nil, fmt.Errorf("qemu: creating console log: %w", err)
 		}
 	}
+	var vm *VM
+	if cfg.Snapshot != "" {
+		vm, err = startSnapshotted(ctx, r)
+	} else {
+		vm, err = r.run(ctx, nil, nil, "")
+	}
+	if err != nil {
+		closeFile(r.console)
+		return nil, fmt.Errorf("qemu: starting %s guest: %w", arch, err)
+	}
+	// The console file is shared by the QEMUs of one Start (a port taken, a snapshot that
+	// failed to load); the VM that is returned owns it, and its QEMU is the last to write.
+	if r.console != nil {
+		go func() { <-vm.exited; r.console.Close() }()
+	}
+	return vm, nil
+}
+
+// runner starts the QEMUs of one Start.
+type runner struct {
+	cfg     Config
+	log     hclog.Logger
+	binary  string
+	arch    string
+	info    archInfo
+	accel   string
+	console *os.File // ConsolePath, nil without
+}
+
+// run starts QEMU with the Config's arguments plus extra and with files as its fds 3, 4, ...,
+// on a free port (another one when someone took it first), and returns once QEMU listens
+// there. With watch set, VM.seen is closed when the console shows it.
+func (r *runner) run(ctx context.Context, extra []string, files []*os.File, watch string) (*VM, error) {
 	for attempt := 1; ; attempt++ {
 		port, err := pickPort()
 		if err != nil {
-			closeFile(consoleFile)
-			return nil, fmt.Errorf("qemu: picking a free port on 127.0.0.1: %w", err)
+			return nil, fmt.Errorf("picking a free port on 127.0.0.1: %w", err)
 		}
-		vm, err := launch(ctx, binary, cfg.args(info, accel, port), log, accel, port, consoleFile, cfg.Detach)
+		args := append(r.cfg.args(r.info, r.accel, port), extra...)
+		vm, err := launch(ctx, r, args, port, files, watch)
 		if err == nil {
 			return vm, nil
 		}
 		if errors.Is(err, errPortTaken) && attempt < portAttempts {
-			log.Warn("forwarded port taken before QEMU could bind it, trying another", "port", port, "attempt", attempt)
+			r.log.Warn("forwarded port taken before QEMU could bind it, trying another", "port", port, "attempt", attempt)
 			continue
 		}
-		closeFile(consoleFile)
-		return nil, fmt.Errorf("qemu: starting %s guest: %w", arch, err)
+		return nil, err
 	}
 }
 
 // launch runs QEMU once and waits until it listens on port.
-func launch(ctx context.Context, binary string, args []string, log hclog.Logger, accel string, port int, consoleFile *os.File, detach bool) (*VM, error) {
+func launch(ctx context.Context, r *runner, args []string, port int, files []*os.File, watch string) (*VM, error) {
+	binary, log, accel, consoleFile, detach := r.binary, r.log, r.accel, r.console, r.cfg.Detach
 	vm := &VM{
 		log:     log,
 		accel:   accel,
@@ -160,13 +219,21 @@ func launch(ctx context.Context, binary string, args []string, log hclog.Logger,
 		console: &console{},
 		stderr:  &limitedBuffer{max: 64 << 10},
 		exited:  make(chan struct{}),
+		detach:  detach,
 	}
 	if consoleFile != nil {
 		vm.console.file = consoleFile
+		if off, err := consoleFile.Seek(0, io.SeekCurrent); err == nil {
+			vm.consoleStart = off
+		}
+	}
+	if watch != "" {
+		vm.seen = vm.console.watch(watch)
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout = vm.console
 	cmd.Stderr = vm.stderr
+	cmd.ExtraFiles = files
 	cmd.SysProcAttr = sysProcAttr(detach)
 	var stderrFile *os.File
 	if detach {
@@ -220,11 +287,6 @@ func launch(ctx context.Context, binary string, args []string, log hclog.Logger,
 	for {
 		if listeningOn(cmd.Process.Pid, port) {
 			log.Info("qemu started", "pid", cmd.Process.Pid, "ssh", vm.SSHAddr(), "accel", accel)
-			// The console file is shared by the attempts of one Start; the VM that is
-			// returned owns it, and its QEMU is the last to write to it.
-			if consoleFile != nil {
-				go func() { <-vm.exited; consoleFile.Close() }()
-			}
 			return vm, nil
 		}
 		select {
@@ -234,7 +296,10 @@ func launch(ctx context.Context, binary string, args []string, log hclog.Logger,
 			if strings.Contains(stderr, "Could not set up host forwarding rule") {
 				return nil, fmt.Errorf("%w: port %d: %s", errPortTaken, port, stderr)
 			}
-			return nil, fmt.Errorf("qemu exited during start (%v): %s%s", vm.exitErr, stderr, consoleSuffix(vm.console))
+			if vm.exitErr != nil {
+				return nil, fmt.Errorf("qemu exited during start (%w): %s%s", vm.exitErr, stderr, consoleSuffix(vm.console))
+			}
+			return nil, fmt.Errorf("qemu exited during start: %s%s", stderr, consoleSuffix(vm.console))
 		case <-ctx.Done():
 			vm.kill()
 			return nil, fmt.Errorf("waiting for qemu to listen on port %d: %w", port, ctx.Err())
@@ -298,6 +363,15 @@ func (vm *VM) PID() int { return vm.cmd.Process.Pid }
 
 // Accel is the accelerator QEMU runs with: "kvm" or "tcg".
 func (vm *VM) Accel() string { return vm.accel }
+
+// Restored reports whether the guest was restored from a snapshot (Config.Snapshot) rather
+// than booted: its clock then stands where the snapshot's stood, and its console shows
+// nothing of the boot.
+func (vm *VM) Restored() bool { return vm.restored }
+
+// Snapshot is the snapshot directory the guest was restored from or saved into; "" when it
+// was neither.
+func (vm *VM) Snapshot() string { return vm.snapshot }
 
 // Stop ends QEMU: SIGTERM, then SIGKILL after a short grace or when ctx ends, and returns
 // once QEMU has been reaped. It signals only the process it started, by its PID (on Linux
@@ -372,6 +446,26 @@ func (cfg *Config) check() (string, archInfo, error) {
 	if cfg.Disk != "" && strings.HasPrefix(cfg.Machine, "microvm") {
 		errs = append(errs, errors.New("microvm has no firmware to boot a Disk"))
 	}
+	if cfg.Snapshot != "" {
+		machine := cfg.Machine
+		if machine == "" {
+			machine = info.machine
+		}
+		switch {
+		case !snapshotsSupported:
+			errs = append(errs, errors.New("Snapshot needs a Linux host"))
+		case cfg.Disk != "":
+			// The guest's writes to its disk live in an overlay QEMU deletes; a snapshot
+			// would have to keep it beside the RAM.
+			errs = append(errs, errors.New("Snapshot works for Kernel guests only, not Disk"))
+		case err == nil && !vmgenidMachine(arch, machine):
+			errs = append(errs, fmt.Errorf("Snapshot needs vmgenid, which QEMU offers on x86 pc and q35 machines, not %s %s", arch, machine))
+		case cfg.ReadyMarker == "":
+			errs = append(errs, errors.New("Snapshot needs ReadyMarker"))
+		case cfg.Detach && cfg.ConsolePath == "":
+			errs = append(errs, errors.New("Snapshot with Detach needs ConsolePath, where the ready marker shows"))
+		}
+	}
 	return arch, info, errors.Join(errs...)
 }
 
@@ -389,10 +483,7 @@ func (cfg *Config) args(info archInfo, accel string, port int) []string {
 			cpu = info.tcgCPU
 		}
 	}
-	mem, cpus := cfg.MemoryMB, cfg.CPUs
-	if mem == 0 {
-		mem = 512
-	}
+	mem, cpus := cfg.memoryMB(), cfg.CPUs
 	if cpus == 0 {
 		cpus = 1
 	}
@@ -451,6 +542,14 @@ func (cfg *Config) args(info archInfo, accel string, port int) []string {
 			"-device", "virtio-blk-"+bus+",drive=seed0")
 	}
 	return args
+}
+
+// memoryMB is the guest's memory: MemoryMB, 512 by default.
+func (cfg *Config) memoryMB() int {
+	if cfg.MemoryMB == 0 {
+		return 512
+	}
+	return cfg.MemoryMB
 }
 
 // imageFormat tells qcow2 from raw by the magic number, because letting QEMU guess the

@@ -569,6 +569,12 @@ func TestConfigCheck(t *testing.T) {
 			[]string{`unsupported arch "vax"`, "Kernel:", `unknown Accel "hvf"`, "negative"}},
 		{"directory as disk", Config{Arch: "amd64", Disk: dir}, []string{"not a regular file"}},
 		{"microvm disk", Config{Arch: "amd64", Disk: file, Machine: "microvm"}, []string{"microvm"}},
+		{"snapshot", Config{Arch: "amd64", Kernel: file, Snapshot: dir, ReadyMarker: "ready"}, nil},
+		{"snapshot of a disk", Config{Arch: "amd64", Disk: file, Snapshot: dir, ReadyMarker: "ready"}, []string{"Kernel guests only"}},
+		{"snapshot without vmgenid", Config{Arch: "arm64", Kernel: file, Snapshot: dir, ReadyMarker: "ready"}, []string{"vmgenid"}},
+		{"snapshot on microvm", Config{Arch: "amd64", Kernel: file, Machine: "microvm", Snapshot: dir, ReadyMarker: "ready"}, []string{"vmgenid"}},
+		{"snapshot without a marker", Config{Arch: "amd64", Kernel: file, Snapshot: dir}, []string{"ReadyMarker"}},
+		{"detached snapshot without a console", Config{Arch: "amd64", Kernel: file, Snapshot: dir, ReadyMarker: "ready", Detach: true}, []string{"ConsolePath"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
