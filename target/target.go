@@ -1,7 +1,8 @@
 // Package target describes the machines scenarios run on (lab.yaml) and the
 // providers that bring them to life, one file per provider: local.go,
-// ssh.go, qemu.go (microVMs and cloud disks), vagrant.go, wine.go and
-// fstack.go (FreeBSD's stack in user space). A
+// ssh.go, qemu.go (microVMs and cloud disks), vagrant.go, wine.go,
+// fstack.go (FreeBSD's stack in user space) and rump.go (NetBSD's kernel as
+// a rump kernel). A
 // provider knows how to start a machine, how to reach it and how to stop it;
 // it never runs the agent, which is package orchestrator's job.
 //
@@ -35,6 +36,7 @@ var providers = map[string]Provider{
 	"vagrant": vagrantProvider{},
 	"wine":    wineProvider{},
 	"fstack":  fstackProvider{},
+	"rump":    rumpProvider{},
 }
 
 // Provider brings targets of one kind up.
@@ -117,9 +119,21 @@ type Instance struct {
 	Keep bool
 	// Kept describes a machine kept running for later runs, nil for others.
 	Kept *Kept
-	// CC is how a C program (lab repro --emit c) is built for the machine.
-	CC CBuild
+	// CC is how a C program (lab repro --emit c) is built for the machine,
+	// CStack which socket API it calls, and CFlags what the host's cc needs
+	// besides (a user-space stack's headers and libraries).
+	CC     CBuild
+	CStack CStack
+	CFlags []string
 }
+
+// CStack is the socket API a C reproducer calls.
+type CStack string
+
+const (
+	CStackPOSIX CStack = ""     // the OS's own socket calls
+	CStackRump  CStack = "rump" // a rump kernel's rump_sys_* calls
+)
 
 // AgentBuild is what an agent binary must be built for.
 type AgentBuild struct {
