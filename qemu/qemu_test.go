@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -635,6 +636,14 @@ func TestArgs(t *testing.T) {
 				"-drive if=none,id=seed0,readonly=on,format=raw,file=/s.img"},
 			not: []string{"-kernel"},
 		},
+		{
+			name:  "seed as a CD-ROM",
+			cfg:   Config{Arch: "amd64", Disk: "/d.qcow2", Seed: "/s.iso", SeedCDROM: true},
+			accel: "tcg",
+			want: []string{"-drive if=none,id=seed0,media=cdrom,readonly=on,format=raw,file=/s.iso",
+				"-device virtio-scsi-pci,id=scsi0", "-device scsi-cd,bus=scsi0.0,drive=seed0"},
+			not: []string{"drive=seed0 -device virtio-blk"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -909,4 +918,76 @@ func TestDialAbortsWhenGuestDies(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Dial still waiting 30s after QEMU died")
 	}
+}
+
+// TestWaitConsole: a line is found whether it was written before the wait
+// began, arrives in pieces, or follows more output than the console keeps;
+// the wait ends with the context or with QEMU.
+func TestWaitConsole(t *testing.T) {
+	re := regexp.MustCompile(`READY (\w+)`)
+	newVM := func() *VM { return &VM{console: &console{}, exited: make(chan struct{})} }
+
+	t.Run("written before", func(t *testing.T) {
+		vm := newVM()
+		fmt.Fprintf(vm.console, "boot\r\n\x1b[0mREADY early\r\n")
+		m, err := vm.WaitConsole(context.Background(), re)
+		if err != nil || m[1] != "early" {
+			t.Fatalf("WaitConsole = %q, %v; want early", m, err)
+		}
+	})
+	t.Run("in pieces after much output", func(t *testing.T) {
+		vm := newVM()
+		go func() {
+			vm.console.Write(bytes.Repeat([]byte("noise line\n"), 2*consoleKeep/11))
+			for _, p := range []string{"REA", "DY la", "te\r", "\n"} {
+				time.Sleep(5 * time.Millisecond)
+				vm.console.Write([]byte(p))
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := vm.WaitConsole(ctx, re)
+		if err != nil || m[1] != "late" {
+			t.Fatalf("WaitConsole = %q, %v; want late", m, err)
+		}
+	})
+	t.Run("a line without its newline does not count", func(t *testing.T) {
+		vm := newVM()
+		vm.console.Write([]byte("READY half"))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if m, err := vm.WaitConsole(ctx, re); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errConsoleNotSeen) {
+			t.Fatalf("WaitConsole = %q, %v; want the deadline", m, err)
+		}
+	})
+	t.Run("QEMU exits", func(t *testing.T) {
+		vm := newVM()
+		go func() {
+			vm.console.Write([]byte("no luck\n"))
+			close(vm.exited)
+		}()
+		if _, err := vm.WaitConsole(context.Background(), re); err == nil || !strings.Contains(err.Error(), "QEMU exited") {
+			t.Fatalf("WaitConsole = %v, want QEMU exited", err)
+		}
+	})
+	t.Run("detached console file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "console.log")
+		if err := os.WriteFile(path, []byte("boot\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM()
+		vm.detachedConsole = path
+		go func() {
+			time.Sleep(3 * consolePoll)
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("READY file\n")
+			f.Close()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := vm.WaitConsole(ctx, re)
+		if err != nil || m[1] != "file" {
+			t.Fatalf("WaitConsole = %q, %v; want file", m, err)
+		}
+	})
 }
