@@ -1,10 +1,13 @@
 //go:build linux
 
-package cloudinit
+package cloudinit_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 
+	"lab/cloudinit"
 	"lab/diskimage"
 	"lab/internal/testenv"
 	"lab/qemu"
@@ -60,21 +64,21 @@ func TestBootDebianCloud(t *testing.T) {
 }
 
 func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
-	g, err := Lookup("linux")
+	g, err := cloudinit.Lookup("linux")
 	if err != nil {
 		t.Fatal(err)
 	}
 	hostPriv, hostPub, _ := newKey(t)
 	_, clientPub, signer := newKey(t)
-	c := Config{OS: "linux", Name: "cloudinit-boot-test", User: "debian",
-		AuthorizedKeys: []string{string(clientPub)}, HostKey: HostKey{Private: hostPriv, Public: hostPub}}
+	c := cloudinit.Config{OS: "linux", Name: "cloudinit-boot-test", User: "debian",
+		AuthorizedKeys: []string{string(clientPub)}, HostKey: cloudinit.HostKey{Private: hostPriv, Public: hostPub}}
 	dir := t.TempDir()
 	seed := filepath.Join(dir, "seed.iso")
-	format, err := WriteSeed(seed, c)
+	format, err := cloudinit.WriteSeed(seed, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if format != ISO9660 {
+	if format != cloudinit.ISO9660 {
 		t.Fatalf("seed format %s, want iso9660", format)
 	}
 
@@ -105,7 +109,7 @@ func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), g.BootDeadline)
 	defer cancel()
-	if err := WaitReady(ctx, vm, hostPub); err != nil {
+	if err := cloudinit.WaitReady(ctx, vm, hostPub); err != nil {
 		t.Fatal(err)
 	}
 	ready := time.Since(start)
@@ -138,8 +142,8 @@ func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
 	if err := g.CheckRoot(out, err); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run("id " + OtherUser); err != nil || !strings.Contains(out, "("+OtherUser+")") {
-		t.Errorf("id %s = %q, %v", OtherUser, out, err)
+	if out, err := run("id " + cloudinit.OtherUser); err != nil || !strings.Contains(out, "("+cloudinit.OtherUser+")") {
+		t.Errorf("id %s = %q, %v", cloudinit.OtherUser, out, err)
 	}
 	// The seed's key and no other: cloud-init deleted the image's keys and made none.
 	out, err = run("ls /etc/ssh/ | grep '^ssh_host_' | sort")
@@ -148,7 +152,7 @@ func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
 	}
 	// The guest's kernel reads the seed: an iso9660 volume labelled cidata, mounted
 	// with its Rock Ridge names.
-	out, err = run(prefix + " sh -c 'd=$(blkid -l -t LABEL=" + Label + " -o device) && blkid -o export $d && m=$(mktemp -d) && mount -o ro $d $m && ls $m && umount $m'")
+	out, err = run(prefix + " sh -c 'd=$(blkid -l -t LABEL=" + cloudinit.Label + " -o device) && blkid -o export $d && m=$(mktemp -d) && mount -o ro $d $m && ls $m && umount $m'")
 	if err != nil || !strings.Contains(out, "TYPE=iso9660") || !strings.Contains(out, "\nmeta-data\nuser-data\n") {
 		t.Errorf("the seed as the guest sees it: %q, %v", out, err)
 	}
@@ -167,7 +171,7 @@ func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
 	}
 	var readyLines []string
 	for _, l := range strings.Split(string(logged), "\n") {
-		if fp, ok := ParseReady(l); ok {
+		if fp, ok := cloudinit.ParseReady(l); ok {
 			readyLines = append(readyLines, fp)
 		}
 	}
@@ -175,4 +179,28 @@ func bootAndCheck(t *testing.T, disk, cache string, cdrom bool) {
 	if len(readyLines) != 1 || readyLines[0] != ssh.FingerprintSHA256(want) {
 		t.Errorf("ready lines in the console log: %q, want one with %s", readyLines, ssh.FingerprintSHA256(want))
 	}
+}
+
+// newKey returns an ed25519 key pair: the private half in OpenSSH PEM form and
+// as a signer, the public half in authorized_keys form.
+func newKey(t *testing.T) (pemPriv, pub []byte, signer ssh.Signer) {
+	t.Helper()
+	pk, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(sk, "lab test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, _ := ssh.NewPublicKey(pk)
+	signer, _ = ssh.NewSignerFromKey(sk)
+	return pem.EncodeToMemory(block), ssh.MarshalAuthorizedKey(sshPub), signer
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -171,7 +171,7 @@ func FuzzReadISO(f *testing.F) {
 	f.Add(make([]byte, 20*isoSector))
 	// A real seed, so that mutations start from records the reader understands.
 	path := filepath.Join(f.TempDir(), "seed.iso")
-	if err := Write(path, ISO9660, []File{{"user-data", "#cloud-config\n"}, {"meta-data", "instance-id: x\n"}}); err == nil {
+	if _, err := Write(path, []File{{"user-data", "#cloud-config\n"}, {"meta-data", "instance-id: x\n"}}, ISO9660); err == nil {
 		if b, err := os.ReadFile(path); err == nil {
 			f.Add(b)
 		}

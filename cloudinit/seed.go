@@ -90,10 +90,15 @@ func WriteSeed(path string, c Config) (Format, error) {
 	return writeWith(seedTools, path, formats, files)
 }
 
-// Write writes a seed image of format f holding files to path.
-func Write(path string, f Format, files []File) error {
-	_, err := writeWith(seedTools, path, []Format{f}, files)
-	return err
+// Write writes a seed image holding files to path, in the first of formats an
+// installed tool can make (ISO 9660, then vfat, when none is given), and says which.
+// WriteSeed is the usual way; Write is for seeds whose user-data is written
+// elsewhere.
+func Write(path string, files []File, formats ...Format) (Format, error) {
+	if len(formats) == 0 {
+		formats = []Format{ISO9660, VFAT}
+	}
+	return writeWith(seedTools, path, formats, files)
 }
 
 // writeWith builds the image with the first tool of tools that makes one of formats

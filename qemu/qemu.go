@@ -2,8 +2,8 @@
 // gives the guest user-mode networking with its SSH port forwarded to a free port on
 // 127.0.0.1 (so all traffic stays on loopback), and keeps the serial console.
 //
-// MakeNoCloudSeed needs mkfs.vfat and mcopy (Debian: apt-get install dosfstools mtools), or
-// else genisoimage, mkisofs or xorriso.
+// MakeNoCloudSeed (package cloudinit's writer) needs xorriso, genisoimage or mkisofs, or
+// else mkfs.vfat and mcopy (Debian: apt-get install xorriso).
 package qemu
 
 import (
