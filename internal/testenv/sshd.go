@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -120,7 +119,9 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		for _, pid := range descendants(s.PID) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
 		}
 		cmd.Process.Kill()
 		<-exited
