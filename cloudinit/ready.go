@@ -12,7 +12,7 @@ import (
 // is the SHA256 fingerprint of the host key the guest has installed. A line holding
 // the command itself (a reader that echoes its script) does not match: the command
 // has no fingerprint in it.
-var ReadyPattern = regexp.MustCompile(ReadyMarker + ` (SHA256:[A-Za-z0-9+/]{43})\b`)
+var ReadyPattern = regexp.MustCompile(ReadyMarker + ` (SHA256:[A-Za-z0-9+/]{43})(?:[^A-Za-z0-9+/=]|$)`)
 
 // ParseReady returns the host key fingerprint of a ready line, or false for any other
 // line.

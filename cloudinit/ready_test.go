@@ -23,6 +23,7 @@ func TestParseReady(t *testing.T) {
 		{"LAB-READY SHA256:short", ""},            // truncated on the serial line
 		{"LAB-READY " + fp[:len(fp)-1] + "!", ""}, // not base64
 		{"lab-ready " + fp, ""},
+		{"LAB-READY " + fp + "A", ""}, // 44 characters: not a SHA256 fingerprint
 	}
 	for _, tc := range tests {
 		got, ok := ParseReady(tc.line)
