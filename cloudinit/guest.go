@@ -65,9 +65,9 @@ var guests = map[string]Guest{
 	"linux": {
 		OS: "linux", Reader: "cloud-init",
 		RootPrefix: "sudo -n",
-		// The Debian image lab builds printed its ready line 1m38s to 3m24s after QEMU
-		// started under TCG on a 2-core host at load 6-13 (35 s idle); Ubuntu's full cloud
-		// image (snapd, more units) takes longer.
+		// The Debian image lab builds printed its ready line 1m13s to 3m24s after QEMU
+		// started under TCG on a 2-core host shared with other builds (four boots);
+		// Ubuntu's full cloud image (snapd, more units) takes longer.
 		BootDeadline: 10 * time.Minute, MemoryMB: 1024,
 		// cloud-init's key step runs before ssh.service (Debian, Ubuntu): no restart.
 		sudoRule: "ALL=(ALL) NOPASSWD:ALL", cloudInit: true,
