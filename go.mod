@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/hashicorp/go-hclog v1.6.3
+	github.com/klauspost/compress v1.20.4
 	github.com/mattn/go-isatty v0.0.14
 	github.com/pkg/sftp v1.13.12
 	golang.org/x/crypto v0.59.0

@@ -20,16 +20,18 @@ var fixedAddrs = map[string]string{
 // where the loopback network holds them (Linux and Windows route all of
 // 127/8 to loopback), else addresses this machine already has, so that
 // scenarios never send traffic off the machine. override (from the request)
-// wins.
-func chooseAddrs(override map[string]string) (map[string]string, string) {
-	addrs := map[string]string{}
+// wins. unalias removes the loopback aliases it added, if any; call it before
+// the agent exits.
+func chooseAddrs(override map[string]string) (addrs map[string]string, note string, unalias func() error) {
+	addrs = map[string]string{}
+	unalias = func() error { return nil }
 	for k, v := range fixedAddrs {
 		addrs[k] = v
 	}
 	var notes []string
 	cands := []string{"127.0.0.2", "127.0.0.3"}
 	if !bindable(cands[0]) || !bindable(cands[1]) {
-		if err := aliasLoopback(cands); err != nil {
+		if added, remove, err := aliasLoopback(cands); err != nil {
 			notes = append(notes, "127.0.0.2 and 127.0.0.3 are not local here and could not be added to loopback: "+err.Error())
 			if local := localUnicast(); len(local) >= 2 {
 				cands = local[:2]
@@ -38,14 +40,15 @@ func chooseAddrs(override map[string]string) (map[string]string, string) {
 				notes = append(notes, fmt.Sprintf("found only %d other local addresses; addr1/addr2 scenarios will fail with EADDRNOTAVAIL", len(local)))
 			}
 		} else {
-			notes = append(notes, "added 127.0.0.2 and 127.0.0.3 to the loopback interface")
+			unalias = remove
+			notes = append(notes, "added "+strings.Join(added, " and ")+" to the loopback interface for this run")
 		}
 	}
 	addrs["addr1"], addrs["addr2"] = cands[0], cands[1]
 	for k, v := range override {
 		addrs[k] = v
 	}
-	return addrs, strings.Join(notes, "; ")
+	return addrs, strings.Join(notes, "; "), unalias
 }
 
 // bindable reports whether a UDP socket can bind ip, i.e. ip is local.

@@ -28,16 +28,22 @@ type Emit func(wire.Line) error
 // Run runs every scenario of req in order, emitting the environment first, a
 // result as soon as each scenario finishes, and a final Done line. It returns
 // early only when ctx is cancelled or emit fails; a scenario that fails is a
-// result, not an error.
+// result, not an error. Loopback aliases it added for addr1/addr2 are removed
+// before it returns, however it returns; failing to remove them is an error.
 func Run(ctx context.Context, req wire.Request, emit Emit) error {
 	var err error
 	onKernelThread(func() { err = run(ctx, req, emit) })
 	return err
 }
 
-func run(ctx context.Context, req wire.Request, emit Emit) error {
+func run(ctx context.Context, req wire.Request, emit Emit) (err error) {
 	start := time.Now()
-	env, addrs := environment(req)
+	env, addrs, unalias := environment(req)
+	defer func() {
+		if uerr := unalias(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("removing the loopback aliases it added: %w", uerr))
+		}
+	}()
 	if err := emit(wire.Line{Env: env}); err != nil {
 		return fmt.Errorf("writing environment: %w", err)
 	}
@@ -87,10 +93,11 @@ func needsOther(sc wire.Scenario) bool {
 	return false
 }
 
-// environment describes this machine and settles the symbolic addresses.
-func environment(req wire.Request) (*wire.Env, map[string]string) {
-	addrs, note := chooseAddrs(req.Addrs)
-	env := &wire.Env{
+// environment describes this machine and settles the symbolic addresses;
+// unalias undoes what settling them changed.
+func environment(req wire.Request) (env *wire.Env, addrs map[string]string, unalias func() error) {
+	addrs, note, unalias := chooseAddrs(req.Addrs)
+	env = &wire.Env{
 		OS:           kernelOS(),
 		Family:       wire.Family(kernelOS()),
 		Arch:         runtime.GOARCH,
@@ -102,7 +109,7 @@ func environment(req wire.Request) (*wire.Env, map[string]string) {
 	env.Hostname = hostname()
 	env.UID = uid()
 	env.OtherUser, env.OtherUserNote = otherUser(req.OtherUser)
-	return env, addrs
+	return env, addrs, unalias
 }
 
 // otherProcess holds a scenario's user=other sockets in a process of

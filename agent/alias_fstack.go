@@ -16,8 +16,16 @@ import (
 // aliasLoopback adds each of ips to F-Stack's lo0 as a /32, as FreeBSD's
 // ifconfig lo0 alias does: SIOCAIFADDR with a struct ifaliasreq in
 // FreeBSD's layout (sockaddrs with sin_len) on an AF_INET datagram socket.
-// lo0 starts with 127.0.0.1/8 only.
-func aliasLoopback(ips []string) error {
+// lo0 starts with 127.0.0.1/8 only. The aliases live in this process's
+// stack and go with it: remove has nothing to do.
+func aliasLoopback(ips []string) (added []string, remove func() error, err error) {
+	if err := addAliases(ips); err != nil {
+		return nil, nil, err
+	}
+	return ips, func() error { return nil }, nil
+}
+
+func addAliases(ips []string) error {
 	var reqs [][fbIfaliasreqSize]byte
 	for _, ip := range ips {
 		a, err := netip.ParseAddr(ip)

@@ -2,4 +2,7 @@
 
 package agent
 
-func aliasArgs(ip string) []string { return []string{"ifconfig", "lo0", "alias", ip} }
+var aliasTool = []string{"/sbin/ifconfig", "/usr/sbin/ifconfig"}
+
+func aliasArgs(ip string) []string   { return []string{"lo0", "alias", ip} }
+func unaliasArgs(ip string) []string { return []string{"lo0", "inet", ip, "-alias"} }

@@ -127,16 +127,16 @@ func runAs(cmd *exec.Cmd, name string) error {
 }
 
 // aliasLoopback adds ips to lo0 as /32 aliases, as ifconfig lo0 alias does
-// on a NetBSD machine, where only 127.0.0.1 is local after boot.
-func aliasLoopback(ips []string) error {
+// on a NetBSD machine, where only 127.0.0.1 is local after boot. They live
+// in this process's rump kernel and go with it: remove has nothing to do.
+func aliasLoopback(ips []string) (added []string, remove func() error, err error) {
 	for _, ip := range ips {
-		var err error
 		do(mainProc, func() { err = netconfig4(ip, 32) })
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	return nil
+	return ips, func() error { return nil }, nil
 }
 
 // localUnicast: lo0 is the rump kernel's only interface.

@@ -2,8 +2,8 @@
 // gives the guest user-mode networking with its SSH port forwarded to a free port on
 // 127.0.0.1 (so all traffic stays on loopback), and keeps the serial console.
 //
-// MakeNoCloudSeed needs mkfs.vfat and mcopy (Debian: apt-get install dosfstools mtools), or
-// else genisoimage, mkisofs or xorriso.
+// MakeNoCloudSeed (package cloudinit's writer) needs xorriso, genisoimage or mkisofs, or
+// else mkfs.vfat and mcopy (Debian: apt-get install xorriso).
 package qemu
 
 import (
@@ -37,6 +37,12 @@ type Config struct {
 	// Seed is an optional cloud-init NoCloud seed image (see MakeNoCloudSeed), attached
 	// read-only as a second drive.
 	Seed string
+	// SeedCDROM attaches Seed as a CD drive on a virtio-scsi controller instead of a
+	// virtio disk: some guests' cloud-init looks for an ISO seed among CD drives, or is
+	// tested by its publisher that way (OpenBSD, NetBSD). virtio-scsi rather than q35's
+	// AHCI because Debian's cloud kernel has no AHCI driver (it has virtio_scsi and sr),
+	// while OpenBSD (vioscsi), NetBSD (vioscsi) and FreeBSD (virtio_scsi) have both.
+	SeedCDROM bool
 	// MemoryMB and CPUs default to 512 and 1. Under TCG a second CPU made boots slower
 	// here (3.1 s against 2.2 s), so ask for more only when the guest needs them.
 	MemoryMB, CPUs int
@@ -115,6 +121,9 @@ type VM struct {
 	cmd     *exec.Cmd
 	console *console
 	stderr  *limitedBuffer
+	// detachedConsole is the console file of a detached VM, which WaitConsole reads back
+	// because the guest's output never passes through console.
+	detachedConsole string
 
 	exited  chan struct{}
 	exitErr error // set before exited is closed
@@ -251,6 +260,9 @@ func launch(ctx context.Context, r *runner, args []string, port int, files []*os
 		}
 		stderrFile = f
 		cmd.Stderr = f
+		if consoleFile != nil {
+			vm.detachedConsole = consoleFile.Name()
+		}
 	}
 	// QEMU has no children; should something still hold its stdout after it died, do not
 	// let Exited wait for that.
@@ -446,6 +458,9 @@ func (cfg *Config) check() (string, archInfo, error) {
 	if cfg.Disk != "" && strings.HasPrefix(cfg.Machine, "microvm") {
 		errs = append(errs, errors.New("microvm has no firmware to boot a Disk"))
 	}
+	if cfg.SeedCDROM && (cfg.Seed == "" || strings.HasPrefix(cfg.Machine, "microvm")) {
+		errs = append(errs, errors.New("SeedCDROM needs a Seed and a machine with PCI (not microvm)"))
+	}
 	if cfg.Snapshot != "" {
 		machine := cfg.Machine
 		if machine == "" {
@@ -536,7 +551,13 @@ func (cfg *Config) args(info archInfo, accel string, port int) []string {
 			"-drive", "if=none,id=disk0,snapshot=on,format="+imageFormat(cfg.Disk)+",file="+driveFile(cfg.Disk),
 			"-device", "virtio-blk-"+bus+",drive=disk0,bootindex=0")
 	}
-	if cfg.Seed != "" {
+	switch {
+	case cfg.Seed != "" && cfg.SeedCDROM:
+		args = append(args,
+			"-drive", "if=none,id=seed0,media=cdrom,readonly=on,format=raw,file="+driveFile(cfg.Seed),
+			"-device", "virtio-scsi-"+bus+",id=scsi0",
+			"-device", "scsi-cd,bus=scsi0.0,drive=seed0")
+	case cfg.Seed != "":
 		args = append(args,
 			"-drive", "if=none,id=seed0,readonly=on,format=raw,file="+driveFile(cfg.Seed),
 			"-device", "virtio-blk-"+bus+",drive=seed0")

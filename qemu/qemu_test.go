@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -641,6 +642,14 @@ func TestArgs(t *testing.T) {
 				"-drive if=none,id=seed0,readonly=on,format=raw,file=/s.img"},
 			not: []string{"-kernel"},
 		},
+		{
+			name:  "seed as a CD-ROM",
+			cfg:   Config{Arch: "amd64", Disk: "/d.qcow2", Seed: "/s.iso", SeedCDROM: true},
+			accel: "tcg",
+			want: []string{"-drive if=none,id=seed0,media=cdrom,readonly=on,format=raw,file=/s.iso",
+				"-device virtio-scsi-pci,id=scsi0", "-device scsi-cd,bus=scsi0.0,drive=seed0"},
+			not: []string{"drive=seed0 -device virtio-blk"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -700,75 +709,30 @@ func TestListeningInodes(t *testing.T) {
 	}
 }
 
+// TestMakeNoCloudSeed: qemu's seed writer is cloudinit's, so with xorriso installed
+// (scripts/setup) the seed is an ISO 9660 volume labelled cidata; cloudinit's tests read
+// it back in detail.
 func TestMakeNoCloudSeed(t *testing.T) {
-	const userData = "#cloud-config\nusers: []\n"
-	const metaData = "instance-id: lab-test\nlocal-hostname: lab\n"
-	const netConfig = "version: 2\n"
-	tests := []struct {
-		tool     string   // seedTools name
-		optional bool     // not installed by scripts/setup: skipped where missing, CI included
-		check    []string // tools the test needs to read the image
-		label    func([]byte) string
-		read     func(img, name string) ([]byte, error)
-	}{
-		{
-			tool: "genisoimage", optional: true, check: []string{"isoinfo"},
-			label: func(b []byte) string { return strings.TrimSpace(string(b[0x8000+40 : 0x8000+72])) },
-			read: func(img, name string) ([]byte, error) {
-				return exec.Command("isoinfo", "-R", "-i", img, "-x", "/"+name).Output()
-			},
-		},
-		{
-			tool: "mkfs.vfat+mcopy", check: []string{"mtype"},
-			label: func(b []byte) string { return strings.TrimSpace(string(b[43:54])) },
-			read: func(img, name string) ([]byte, error) {
-				return exec.Command("mtype", "-i", img, "::"+name).Output()
-			},
-		},
+	testenv.NeedTools(t, "xorriso")
+	path := filepath.Join(t.TempDir(), "seed.img")
+	if err := MakeNoCloudSeed(path, "#cloud-config\nusers: []\n", "instance-id: lab-test\n", "version: 2\n"); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.tool, func(t *testing.T) {
-			var tool *seedTool
-			for i := range seedTools {
-				if seedTools[i].name == tc.tool {
-					tool = &seedTools[i]
-				}
-			}
-			if tool == nil {
-				t.Fatalf("no seed tool %s", tc.tool)
-			}
-			if tc.optional && !haveAll(append(tool.needs, tc.check...)) {
-				t.Skipf("skipping: %s not installed", tc.tool)
-			}
-			testenv.NeedTools(t, append(tool.needs, tc.check...)...)
-			path := filepath.Join(t.TempDir(), "seed.img")
-			if err := makeNoCloudSeed([]seedTool{*tool}, path, userData, metaData, netConfig); err != nil {
-				t.Fatal(err)
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := tc.label(b); !strings.EqualFold(got, "cidata") {
-				t.Errorf("label = %q, want cidata", got)
-			}
-			for name, want := range map[string]string{"user-data": userData, "meta-data": metaData, "network-config": netConfig} {
-				got, err := tc.read(path, name)
-				if err != nil || string(got) != want {
-					t.Errorf("%s = %q (err %v), want %q", name, got, err, want)
-				}
-			}
-			if _, err := os.Stat(path + ".tmp"); err == nil {
-				t.Error("temporary file left behind")
-			}
-		})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Run("no tool", func(t *testing.T) {
-		err := makeNoCloudSeed([]seedTool{{name: "none", needs: []string{"lab-no-such-program"}}}, filepath.Join(t.TempDir(), "s"), "", "", "")
-		if err == nil || !strings.Contains(err.Error(), "apt-get install dosfstools mtools") {
-			t.Errorf("err = %v, want advice to install dosfstools and mtools", err)
+	if len(b) < 0x8000+72 || string(b[0x8001:0x8006]) != "CD001" {
+		t.Fatalf("not an ISO 9660 image (%d bytes)", len(b))
+	}
+	if got := strings.TrimSpace(string(b[0x8000+40 : 0x8000+72])); got != "cidata" {
+		t.Errorf("label = %q, want cidata", got)
+	}
+	for _, want := range []string{"#cloud-config\nusers: []\n", "instance-id: lab-test\n", "version: 2\n"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("the image does not hold %q", want)
 		}
-	})
+	}
 }
 
 // TestGuestSSH boots the image package's guest and reaches it with package remote, as the
@@ -915,4 +879,76 @@ func TestDialAbortsWhenGuestDies(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Dial still waiting 30s after QEMU died")
 	}
+}
+
+// TestWaitConsole: a line is found whether it was written before the wait
+// began, arrives in pieces, or follows more output than the console keeps;
+// the wait ends with the context or with QEMU.
+func TestWaitConsole(t *testing.T) {
+	re := regexp.MustCompile(`READY (\w+)`)
+	newVM := func() *VM { return &VM{console: &console{}, exited: make(chan struct{})} }
+
+	t.Run("written before", func(t *testing.T) {
+		vm := newVM()
+		fmt.Fprintf(vm.console, "boot\r\n\x1b[0mREADY early\r\n")
+		m, err := vm.WaitConsole(context.Background(), re)
+		if err != nil || m[1] != "early" {
+			t.Fatalf("WaitConsole = %q, %v; want early", m, err)
+		}
+	})
+	t.Run("in pieces after much output", func(t *testing.T) {
+		vm := newVM()
+		go func() {
+			vm.console.Write(bytes.Repeat([]byte("noise line\n"), 2*consoleKeep/11))
+			for _, p := range []string{"REA", "DY la", "te\r", "\n"} {
+				time.Sleep(5 * time.Millisecond)
+				vm.console.Write([]byte(p))
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := vm.WaitConsole(ctx, re)
+		if err != nil || m[1] != "late" {
+			t.Fatalf("WaitConsole = %q, %v; want late", m, err)
+		}
+	})
+	t.Run("a line without its newline does not count", func(t *testing.T) {
+		vm := newVM()
+		vm.console.Write([]byte("READY half"))
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if m, err := vm.WaitConsole(ctx, re); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errConsoleNotSeen) {
+			t.Fatalf("WaitConsole = %q, %v; want the deadline", m, err)
+		}
+	})
+	t.Run("QEMU exits", func(t *testing.T) {
+		vm := newVM()
+		go func() {
+			vm.console.Write([]byte("no luck\n"))
+			close(vm.exited)
+		}()
+		if _, err := vm.WaitConsole(context.Background(), re); err == nil || !strings.Contains(err.Error(), "QEMU exited") {
+			t.Fatalf("WaitConsole = %v, want QEMU exited", err)
+		}
+	})
+	t.Run("detached console file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "console.log")
+		if err := os.WriteFile(path, []byte("boot\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM()
+		vm.detachedConsole = path
+		go func() {
+			time.Sleep(3 * consolePoll)
+			f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("READY file\n")
+			f.Close()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m, err := vm.WaitConsole(ctx, re)
+		if err != nil || m[1] != "file" {
+			t.Fatalf("WaitConsole = %q, %v; want file", m, err)
+		}
+	})
 }

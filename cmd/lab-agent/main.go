@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"lab/agent"
 	"lab/wire"
@@ -32,8 +33,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: lab-agent < request.json > results.jsonl")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// A signal ends the run at the next scenario, so the agent still removes the
+	// loopback aliases it added; so does a lost connection: with SIGPIPE
+	// ignored, the next write fails instead of killing the agent.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	signal.Ignore(syscall.SIGPIPE)
 	var req wire.Request
 	if err := json.NewDecoder(bufio.NewReader(os.Stdin)).Decode(&req); err != nil {
 		fmt.Fprintln(os.Stderr, "lab-agent: reading request from stdin:", err)

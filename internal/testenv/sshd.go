@@ -1,12 +1,18 @@
 package testenv
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,14 +23,33 @@ import (
 type SSHD struct {
 	Addr       string // 127.0.0.1:port
 	Key        string // the client's private key, authorized for every user
-	KnownHosts string // a known_hosts file naming Addr with the host key
-	HostPub    string // the host's public key, authorized_keys form
+	KnownHosts string // a known_hosts file naming Addr with every host key
+	HostPub    string // the host's first public key (ed25519 unless told otherwise), authorized_keys form
+	// HostKeys maps each host key type the server holds ("rsa", "ecdsa",
+	// "ed25519") to its public key, authorized_keys form.
+	HostKeys map[string]string
+	PID      int // the listening sshd's
+}
+
+// SSHDOptions changes how StartSSHDWith runs sshd.
+type SSHDOptions struct {
+	// HostKeyTypes are ssh-keygen -t types, one host key each, in the order sshd
+	// is given them; empty means ed25519 only. A server holding several is what
+	// FreeBSD's and NetBSD's rc scripts leave (they create every missing type).
+	HostKeyTypes []string
+	// NetNS runs sshd inside that network namespace (see NewNetNS): Addr is then
+	// 127.0.0.1 of the namespace, reached by clients run in it too.
+	NetNS string
 }
 
 // StartSSHD starts Debian's sshd as root on a free loopback port with fresh
-// host and client keys, and stops it when the test ends. It skips the test
-// where that cannot be done.
-func StartSSHD(t testing.TB) *SSHD {
+// ed25519 host and client keys, and stops it when the test ends. It skips the
+// test where that cannot be done.
+func StartSSHD(t testing.TB) *SSHD { return StartSSHDWith(t, SSHDOptions{}) }
+
+// StartSSHDWith is StartSSHD with options. When the test ends it kills sshd and
+// everything sshd started (sessions, their shells and commands) by PID.
+func StartSSHDWith(t testing.TB, opt SSHDOptions) *SSHD {
 	t.Helper()
 	bin := "/usr/sbin/sshd"
 	if _, err := os.Stat(bin); err != nil {
@@ -34,21 +59,37 @@ func StartSSHD(t testing.TB) *SSHD {
 		t.Skip("runs sshd as root on Linux")
 	}
 	os.MkdirAll("/run/sshd", 0o755) // sshd's privilege separation directory
+	types := opt.HostKeyTypes
+	if len(types) == 0 {
+		types = []string{"ed25519"}
+	}
 	dir := t.TempDir()
-	for _, k := range []string{"host", "client"} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, k)).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v %s", err, out)
+	keygen := func(typ, file string) {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", typ, "-N", "", "-C", "lab test "+typ, "-f", file).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -t %s: %v %s", typ, err, out)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	keygen("ed25519", filepath.Join(dir, "client"))
+	s := &SSHD{Key: filepath.Join(dir, "client"), HostKeys: map[string]string{}}
+	var hostKeyLines []string
+	var conf strings.Builder
+	for _, typ := range types {
+		file := filepath.Join(dir, "host_"+typ)
+		keygen(typ, file)
+		pub, err := os.ReadFile(file + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := strings.TrimSpace(string(pub))
+		s.HostKeys[typ] = line
+		hostKeyLines = append(hostKeyLines, line)
+		fmt.Fprintf(&conf, "HostKey %s\n", file)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cfg := fmt.Sprintf(`Port %d
+	s.HostPub = hostKeyLines[0] + "\n"
+	port := freePort(t, opt.NetNS)
+	s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	fmt.Fprintf(&conf, `Port %d
 ListenAddress 127.0.0.1
-HostKey %s
 AuthorizedKeysFile %s
 PidFile none
 UsePAM no
@@ -56,31 +97,170 @@ StrictModes no
 PasswordAuthentication no
 PermitRootLogin prohibit-password
 Subsystem sftp /usr/lib/openssh/sftp-server
-`, port, filepath.Join(dir, "host"), filepath.Join(dir, "client.pub"))
+`, port, filepath.Join(dir, "client.pub"))
 	cfgFile := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(conf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-D", "-e", "-f", cfgFile)
+	var cmd *exec.Cmd
+	if opt.NetNS != "" {
+		// ip netns exec execs sshd itself, so the process is sshd.
+		cmd = exec.Command("ip", "netns", "exec", opt.NetNS, bin, "-D", "-e", "-f", cfgFile)
+	} else {
+		cmd = exec.Command(bin, "-D", "-e", "-f", cfgFile)
+	}
+	var log bytes.Buffer
+	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
+	s.PID = cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		for _, pid := range descendants(s.PID) {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("sshd log:\n%s", log.String())
+		}
+	})
+	for i := 0; ; i++ {
+		if listening(port, opt.NetNS) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	hostPub, err := os.ReadFile(filepath.Join(dir, "host.pub"))
-	if err != nil {
-		t.Fatal(err)
+		select {
+		case <-exited:
+			t.Fatalf("sshd exited: %s", log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if i > 500 {
+			t.Fatalf("sshd did not listen on %s within 10 s", s.Addr)
+		}
 	}
 	known := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(known, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, hostPub)), 0o644); err != nil {
+	var kh strings.Builder
+	for _, line := range hostKeyLines {
+		fmt.Fprintf(&kh, "[127.0.0.1]:%d %s\n", port, line)
+	}
+	if err := os.WriteFile(known, []byte(kh.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &SSHD{Addr: addr, Key: filepath.Join(dir, "client"), KnownHosts: known, HostPub: string(hostPub)}
+	s.KnownHosts = known
+	return s
+}
+
+// freePort picks a port nothing listens on, in netns or here.
+func freePort(t testing.TB, netns string) int {
+	t.Helper()
+	if netns == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	// A fresh namespace has nothing listening at all.
+	var b [2]byte
+	rand.Read(b[:])
+	return 20000 + int(binary.BigEndian.Uint16(b[:]))%20000
+}
+
+// listening reports whether something listens on 127.0.0.1:port, in netns or here.
+func listening(port int, netns string) bool {
+	if netns == "" {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	out, err := exec.Command("ip", "netns", "exec", netns, "ss", "-Htln", fmt.Sprintf("sport = :%d", port)).Output()
+	return err == nil && len(bytes.TrimSpace(out)) > 0
+}
+
+// descendants lists the processes below pid (children, their children, ...),
+// read from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// NetNS is a network namespace a test made, removed when the test ends.
+type NetNS struct{ Name string }
+
+// NewNetNS makes a network namespace with its loopback up, for traffic that must
+// stay inside the test, and deletes it when the test ends (after the cleanups
+// registered later, which stop what runs in it). It skips the test without root or
+// iproute2.
+func NewNetNS(t testing.TB) *NetNS {
+	t.Helper()
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("makes a network namespace: root on Linux")
+	}
+	NeedTools(t, "ip")
+	var b [6]byte
+	rand.Read(b[:])
+	ns := &NetNS{Name: "labtest-" + hex.EncodeToString(b[:])}
+	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns.Name, err, out)
+		}
+	})
+	ns.Run(t, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+// Command returns a command that runs in the namespace.
+func (ns *NetNS) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// Run runs a command in the namespace and returns its output, failing the test
+// if it fails.
+func (ns *NetNS) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("in %s: %s %s: %v: %s", ns.Name, name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
