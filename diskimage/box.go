@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
+	"lab/cloudinit"
 
-	"lab/qemu"
+	"github.com/hashicorp/go-hclog"
 )
 
 // BoxHostKeyFile is the file in a box lab built that holds the host key of
@@ -34,7 +34,7 @@ type Box struct {
 }
 
 // boxBuildVersion is part of a box's hash; bump it when BuildBox changes.
-const boxBuildVersion = 1
+const boxBuildVersion = 2
 
 // BuildBox builds a vagrant-libvirt box of Debian 12 from Debian's
 // packages only, offline but for Debian's mirror: diskimage's cloud-style
@@ -59,7 +59,12 @@ func BuildBox(ctx context.Context, cacheDir string, log hclog.Logger) (*Box, err
 	if err != nil {
 		return nil, err
 	}
-	userData := boxUserData(insecure, hostPub, hostPriv)
+	seedCfg := cloudinit.Config{OS: "linux", Name: "lab-box", User: "vagrant", Shell: "/bin/bash", AuthorizedKeys: insecure,
+		HostKey: cloudinit.HostKey{Private: hostPriv, Public: hostPub}}
+	userData, err := seedCfg.UserData()
+	if err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%d\x00%s\x00%s", boxBuildVersion, filepath.Base(disk), userData)))
 	box := &Box{Name: "lab/debian-12", HostKey: hostPub, File: filepath.Join(dir, "lab-debian-12-"+hex.EncodeToString(sum[:8])+".box")}
 	if _, err := os.Stat(box.File); err == nil {
@@ -72,7 +77,7 @@ func BuildBox(ctx context.Context, cacheDir string, log hclog.Logger) (*Box, err
 	}
 	defer os.RemoveAll(work)
 	seedRaw := filepath.Join(work, "seed.raw")
-	if err := qemu.MakeNoCloudSeed(seedRaw, userData, "instance-id: lab-vagrant-box\nlocal-hostname: lab-box\n", ""); err != nil {
+	if _, err := cloudinit.WriteSeed(seedRaw, seedCfg); err != nil {
 		return nil, err
 	}
 	seed := filepath.Join(work, "seed.img")
@@ -168,19 +173,4 @@ func vagrantInsecureKeys() ([]string, error) {
 		}
 	}
 	return nil, fmt.Errorf("Vagrant's insecure public key (keys/vagrant.pub) not found in %s", strings.Join(patterns, ", "))
-}
-
-// boxUserData is the cloud-config of the box's seed.
-func boxUserData(insecure []string, hostPub, hostPriv []byte) string {
-	var b strings.Builder
-	b.WriteString("#cloud-config\n# Written by lab (diskimage.BuildBox).\nusers:\n  - name: vagrant\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n")
-	for _, k := range insecure {
-		fmt.Fprintf(&b, "      - %s\n", k)
-	}
-	b.WriteString("ssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n  ed25519_private: |\n")
-	for _, l := range strings.Split(strings.TrimSpace(string(hostPriv)), "\n") {
-		fmt.Fprintf(&b, "    %s\n", l)
-	}
-	fmt.Fprintf(&b, "  ed25519_public: %s\n", strings.TrimSpace(string(hostPub)))
-	return b.String()
 }

@@ -3,9 +3,9 @@
 // and cloud-init reading a NoCloud seed for the users, SSH keys and host keys,
 // so that lab's disk-image path (the qemu provider's cloud disks) can be
 // tested end to end without downloading anything but Debian packages. It
-// also builds lab's own Vagrant box from such a disk (BuildBox) and makes
-// what a cloud image's NoCloud seed carries: host and client keys lab pins
-// and authorizes (KeyPair), and the user-data (CloudUserData).
+// also builds lab's own Vagrant box from such a disk (BuildBox), and the key
+// pairs lab pins and authorizes on cloud images (KeyPair); the seeds
+// themselves are package cloudinit's.
 //
 // The root filesystem comes from Debian's mirror by mmdebstrap, checked
 // against debian-archive-keyring, and is written into the disk without loop

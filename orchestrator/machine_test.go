@@ -57,7 +57,7 @@ func (*fakeConfig) Describe() string               { return "fake" }
 
 func (fakeProvider) NewConfig() target.Config { return &fakeConfig{} }
 
-func (fakeProvider) Check(s target.Spec) error { return s.Config.(*fakeConfig).checkErr }
+func (fakeProvider) Check(s target.Spec, _ target.Env) error { return s.Config.(*fakeConfig).checkErr }
 
 func (fakeProvider) Start(ctx context.Context, s target.Spec, env target.Env) (*target.Instance, error) {
 	c := s.Config.(*fakeConfig)

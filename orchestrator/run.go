@@ -220,10 +220,10 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 			return fmt.Errorf("target %s: no provider %q", tr.t.Name, tr.t.Provider)
 		}
 	}
-	if err := prov.Check(tr.t); err != nil {
+	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
+	if err := prov.Check(tr.t, env); err != nil {
 		return fmt.Errorf("%w: %w", target.ErrUnavailable, err)
 	}
-	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
 	in, err := prov.Start(ctx, tr.t, env)
 	if err != nil {
 		return fmt.Errorf("target %s, %s: %w", tr.t.Name, tr.lastPhase(), err)

@@ -101,7 +101,7 @@ func TestVagrantLibvirt(t *testing.T) {
 
 	// What lab targets says before the box is added, and after.
 	spec := oneTarget(t, "{name: vagrant-lab-debian-12, provider: vagrant, box: "+box.Name+", os: linux}")
-	if err := target.Check(spec); err == nil || !strings.Contains(err.Error(), "box lab/debian-12 (any version) for libvirt is not added") || !strings.Contains(err.Error(), "libvirtd does not answer") {
+	if err := target.Check(spec, target.Env{CacheDir: cacheDir(t)}); err == nil || !strings.Contains(err.Error(), "box lab/debian-12 (any version) for libvirt is not added") || !strings.Contains(err.Error(), "libvirtd does not answer") {
 		t.Errorf("Check before vagrant box add and libvirtd: %v", err)
 	}
 	step := time.Now()
@@ -137,7 +137,7 @@ func TestVagrantLibvirt(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := target.Check(spec); err != nil {
+	if err := target.Check(spec, target.Env{CacheDir: cacheDir(t)}); err != nil {
 		t.Errorf("Check with the box added and libvirtd up: %v", err)
 	}
 	pool := ns

@@ -30,7 +30,7 @@ func TestWineObserved(t *testing.T) {
 		t.Skip("runs the Windows agent under Wine; skipped with -short")
 	}
 	spec := oneTarget(t, "{name: wine, provider: wine}")
-	if err := target.Check(spec); err != nil {
+	if err := target.Check(spec, target.Env{CacheDir: cacheDir(t)}); err != nil {
 		t.Fatalf("scripts/setup installs Wine (wine64 wine): %v", err)
 	}
 	want := map[string]string{

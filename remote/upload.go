@@ -126,8 +126,10 @@ func (c *Client) uploadError(ctx context.Context, dst, what string, err error) e
 	default:
 	}
 	var status *sftp.StatusError
-	if !errors.As(err, &status) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		// The SFTP channel ended under us without the server saying why.
+	if !errors.As(err, &status) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, sftp.ErrSSHFxConnectionLost)) {
+		// The SFTP channel ended under us without the server saying why
+		// (the SFTP client says "connection lost" as soon as its channel
+		// broke, which may be before the SSH client has noticed).
 		return c.transportError("upload", fmt.Errorf("%s %s: %w", what, dst, err))
 	}
 	if errors.As(err, &status) && status.FxCode() == sftp.ErrSSHFxFailure {

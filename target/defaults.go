@@ -13,9 +13,13 @@ const (
 	// microVMBootTimeout bounds a microVM's boot and SSH readiness: 4-6 s
 	// alone under TCG here, 6-9 s with four guests on two cores.
 	microVMBootTimeout = 60 * time.Second
-	// diskBootTimeout bounds a cloud image's: a full init and cloud-init
-	// under TCG.
+	// diskBootTimeout bounds a cloud image's first boot to its seed's
+	// ready line (a full init and cloud-init under TCG) where cloudinit has
+	// no figure for its OS.
 	diskBootTimeout = 180 * time.Second
+	// diskSSHAfterReady bounds connecting to a cloud image once its seed
+	// said sshd serves the pinned key: the boot is over by then.
+	diskSSHAfterReady = 60 * time.Second
 	// sshDialTimeout bounds connecting to a host that is already up.
 	sshDialTimeout = 30 * time.Second
 	// vagrantDialTimeout bounds lab's own SSH connection to a Vagrant

@@ -38,7 +38,7 @@ func TestParseTargetsErrors(t *testing.T) {
     provider: vbox
 `,
 			pos: "t.yaml:2:5",
-			msg: `target "a": unknown provider "vbox"; expected one of local, qemu, ssh, vagrant, wine`,
+			msg: `target "a": unknown provider "vbox"; expected one of fstack, local, qemu, rump, ssh, vagrant, wine`,
 		},
 		{
 			name: "missing provider",

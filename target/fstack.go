@@ -46,8 +46,8 @@ func (c *fstackConfig) build(env Env) fstack.Config {
 
 // Check names every tool, library and source F-Stack's build needs and
 // this host lacks.
-func (fstackProvider) Check(s Spec) error {
-	return fstack.Check(s.Config.(*fstackConfig).build(Env{}))
+func (fstackProvider) Check(s Spec, env Env) error {
+	return fstack.Check(s.Config.(*fstackConfig).build(env))
 }
 
 // BuildImage builds libfstack.a into the cache.

@@ -28,7 +28,7 @@ func (*localConfig) Validate(s *Spec) []string {
 func (*localConfig) Describe() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
 // Check: the local machine is always there.
-func (localProvider) Check(Spec) error { return nil }
+func (localProvider) Check(Spec, Env) error { return nil }
 
 // Start has nothing to boot.
 func (localProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, error) {

@@ -1,6 +1,8 @@
 package target
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +14,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"lab/cloudinit"
 	"lab/diskimage"
+	"lab/fetch"
 	"lab/image"
 	"lab/qemu"
 	"lab/remote"
@@ -49,8 +53,18 @@ func (c *qemuConfig) Validate(s *Spec) []string {
 	if c.Suite != "" && c.Kernel == "" {
 		p = append(p, "\"kernel\" (a Debian kernel package) is required with \"suite\"")
 	}
-	if c.Disk != "" && (s.OS == "" || c.User == "") {
-		p = append(p, "a disk image target needs \"os\" (its GOOS) and \"user\" (the cloud image's default user)")
+	if c.Disk != "" {
+		// A disk: naming an image of lab image fetch's catalog brings its
+		// OS and default user.
+		if img, err := fetch.Lookup(c.Disk); err == nil && !strings.ContainsRune(c.Disk, '/') {
+			s.OS = cmp.Or(s.OS, img.OS)
+			c.User = cmp.Or(c.User, img.User)
+		}
+		if s.OS == "" || c.User == "" {
+			p = append(p, "a disk image target needs \"os\" (its GOOS) and \"user\" (the cloud image's default user)")
+		} else if _, err := cloudinit.Lookup(s.OS); err != nil {
+			p = append(p, err.Error())
+		}
 	}
 	if c.Suite != "" && s.OS == "" {
 		s.OS = "linux"
@@ -63,8 +77,14 @@ func (c *qemuConfig) Validate(s *Spec) []string {
 	}
 	switch {
 	case c.Disk != "":
-		c.MemoryMB = cmpOrInt(c.MemoryMB, diskMemoryMB)
-		c.BootTimeout = cmpOrDuration(c.BootTimeout, diskBootTimeout)
+		// Each OS's first boot under TCG and the RAM it needs: cloudinit
+		// knows them from the images' own sources.
+		mem, boot := diskMemoryMB, diskBootTimeout
+		if g, err := cloudinit.Lookup(s.OS); err == nil {
+			mem, boot = cmp.Or(g.MemoryMB, mem), cmp.Or(g.BootDeadline, boot)
+		}
+		c.MemoryMB = cmpOrInt(c.MemoryMB, mem)
+		c.BootTimeout = cmpOrDuration(c.BootTimeout, boot)
 	default:
 		c.MemoryMB = cmpOrInt(c.MemoryMB, microVMMemoryMB)
 		c.BootTimeout = cmpOrDuration(c.BootTimeout, microVMBootTimeout)
@@ -98,7 +118,7 @@ func (c *qemuConfig) imageSpec(s Spec) image.Spec {
 }
 
 // Check says what this host lacks to boot s.
-func (qemuProvider) Check(s Spec) error {
+func (qemuProvider) Check(s Spec, env Env) error {
 	c := s.Config.(*qemuConfig)
 	bin, err := qemu.Binary(s.Arch)
 	if err != nil {
@@ -115,7 +135,11 @@ func (qemuProvider) Check(s Spec) error {
 		}
 	}
 	if c.Disk != "" {
-		if _, err := os.Stat(expandHome(c.Disk)); err != nil {
+		disk, err := fetch.Resolve(env.CacheDir, c.Disk)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(expandHome(disk)); err != nil {
 			return fmt.Errorf("disk image %s: %w", c.Disk, err)
 		}
 	}
@@ -164,7 +188,11 @@ func (qemuProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, erro
 	if err != nil {
 		return nil, err
 	}
-	hostKey, err := img.HostPublicKey()
+	hostKeyLine, err := os.ReadFile(img.HostKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading the image's host key: %w", err)
+	}
+	hostKey, err := remote.PinnedHostKey(hostKeyLine)
 	if err != nil {
 		return nil, err
 	}
@@ -179,20 +207,16 @@ func (qemuProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, erro
 		Append: strings.TrimSpace(image.KernelCmdline + " " + c.KernelArgs),
 	}
 	if !s.Keep {
-		in, _, err := boot(ctx, s, c, env, cfg, img.User, signer, ssh.FixedHostKey(hostKey))
+		in, _, err := boot(ctx, s, c, env, cfg, img.User, signer, hostKey)
 		return in, err
 	}
 	// Kept: QEMU outlives lab, and its state is recorded before the first
 	// connection, so that lab down finds it whatever happens next.
 	cfg.Detach = true
 	cfg.Name = "lab-kept " + s.Name + " " + env.CacheDir
-	in, vm, err := boot(ctx, s, c, env, cfg, img.User, signer, ssh.FixedHostKey(hostKey))
+	in, vm, err := boot(ctx, s, c, env, cfg, img.User, signer, hostKey)
 	if err != nil {
 		return nil, err
-	}
-	hostKeyLine, err := os.ReadFile(img.HostKey)
-	if err != nil {
-		return nil, errors.Join(err, in.stop(ctx))
 	}
 	k := &Kept{
 		Target: s.Name, PID: vm.PID(), Marker: strings.ReplaceAll(cfg.Name, ",", ""), SSHAddr: vm.SSHAddr(),
@@ -265,12 +289,22 @@ func accelCache(cacheDir string) string {
 }
 
 // startDisk boots a cloud image (FreeBSD, OpenBSD, NetBSD, OmniOS, Debian,
-// Ubuntu, ...) with a cloud-init NoCloud seed lab writes: the seed installs
-// a host key lab generated, so the key is pinned before the first boot, and
-// authorizes lab's client key for the image's default user. The image file
-// itself is never modified: QEMU writes to an overlay.
+// Ubuntu, ...) with a cloud-init NoCloud seed lab writes (package
+// cloudinit, per OS): the seed installs a host key lab generated, so the key
+// is pinned before the first boot, authorizes lab's client key, gives lab
+// root the OS's own way, and prints a line with the host key's fingerprint
+// on the console once sshd serves that key, which lab waits for before it
+// dials. The image file itself is never modified: QEMU writes to an overlay.
 func startDisk(ctx context.Context, s Spec, c *qemuConfig, env Env) (*Instance, error) {
 	env.Phase("image")
+	g, err := cloudinit.Lookup(s.OS)
+	if err != nil {
+		return nil, err
+	}
+	disk, err := fetch.Resolve(env.CacheDir, c.Disk)
+	if err != nil {
+		return nil, err
+	}
 	keyDir := filepath.Join(env.CacheDir, "keys", s.Name)
 	hostPub, hostPriv, err := diskimage.KeyPair(keyDir, "host")
 	if err != nil {
@@ -284,9 +318,12 @@ func startDisk(ctx context.Context, s Spec, c *qemuConfig, env Env) (*Instance, 
 	if err != nil {
 		return nil, fmt.Errorf("parsing client key: %w", err)
 	}
-	hostKey, _, _, _, err := ssh.ParseAuthorizedKey(hostPub)
+	// The guest's sshd may hold keys of other types too (FreeBSD's and
+	// NetBSD's rc scripts make missing ones): the pin restricts the
+	// handshake to the pinned key's algorithm.
+	hostKey, err := remote.PinnedHostKey(hostPub)
 	if err != nil {
-		return nil, fmt.Errorf("parsing host key: %w", err)
+		return nil, fmt.Errorf("pinning the host key: %w", err)
 	}
 	// The seed carries the host's private key, so it lives beside that key in
 	// the cache's private key directory, never in the run directory (which is
@@ -297,15 +334,38 @@ func startDisk(ctx context.Context, s Spec, c *qemuConfig, env Env) (*Instance, 
 		return nil, fmt.Errorf("creating NoCloud seed directory: %w", err)
 	}
 	defer os.RemoveAll(seedDir)
-	seed := filepath.Join(seedDir, "seed.img")
-	if err := qemu.MakeNoCloudSeed(seed, diskimage.CloudUserData(c.User, clientPub, hostPub, hostPriv), diskimage.CloudMetaData(s.Name), ""); err != nil {
+	seed := filepath.Join(seedDir, "seed.iso")
+	if _, err := cloudinit.WriteSeed(seed, cloudinit.Config{OS: s.OS, Name: s.Name, User: c.User,
+		AuthorizedKeys: []string{strings.TrimSpace(string(clientPub))},
+		HostKey:        cloudinit.HostKey{Private: hostPriv, Public: hostPub}}); err != nil {
 		return nil, fmt.Errorf("writing NoCloud seed: %w", err)
 	}
-	in, _, err := boot(ctx, s, c, env, qemu.Config{Arch: s.Arch, Disk: expandHome(c.Disk), Seed: seed}, c.User, signer, ssh.FixedHostKey(hostKey))
+	in, vm, err := boot(ctx, s, c, env, qemu.Config{Arch: s.Arch, Disk: expandHome(disk), Seed: seed, SeedCDROM: g.SeedCDROM},
+		g.LoginUser(c.User), signer, hostKey)
 	if err != nil {
 		return nil, err
 	}
-	// The guest is disposable, so the agent may run as root there.
-	in.Root = "sudo -n"
+	// The seed's last step prints the pinned key's fingerprint once sshd
+	// serves it; until then sshd may serve the image's own keys (OpenBSD
+	// starts it before cloud-init) or lab's user may not exist.
+	waitCtx, cancel := context.WithTimeout(ctx, time.Duration(c.BootTimeout))
+	err = cloudinit.WaitReady(waitCtx, vm, hostPub)
+	cancel()
+	if err != nil {
+		return nil, errors.Join(in.Diagnose(fmt.Errorf("waiting for the seed's ready line (%s): %w", g.Reader, err)), in.stop(ctx))
+	}
+	in.SSH.Deadline = diskSSHAfterReady
+	// The guest is disposable, so the agent may run as root there: through
+	// the OS's own tool, checked once at connect.
+	prefix, check := g.RootCommand()
+	in.Root = prefix
+	in.Prepare = func(ctx context.Context, client *remote.Client) error {
+		var out bytes.Buffer
+		remoteErr, transportErr := client.Run(ctx, check, nil, &out, &out)
+		if transportErr != nil {
+			return transportErr
+		}
+		return g.CheckRoot(out.String(), remoteErr)
+	}
 	return in, nil
 }

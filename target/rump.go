@@ -43,8 +43,8 @@ func (c *rumpConfig) build(env Env) rump.Config {
 }
 
 // Check names the compiler, tools and sources this host lacks.
-func (rumpProvider) Check(s Spec) error {
-	return rump.Check(s.Config.(*rumpConfig).build(Env{}))
+func (rumpProvider) Check(s Spec, env Env) error {
+	return rump.Check(s.Config.(*rumpConfig).build(env))
 }
 
 // BuildImage builds the rump kernel's libraries into the cache.

@@ -49,7 +49,7 @@ func (c *sshConfig) knownHosts() string {
 }
 
 // Check: the key must exist with safe permissions and known_hosts must exist.
-func (sshProvider) Check(s Spec) error {
+func (sshProvider) Check(s Spec, _ Env) error {
 	c := s.Config.(*sshConfig)
 	if c.Key != "" {
 		fi, err := os.Stat(expandHome(c.Key))

@@ -45,9 +45,9 @@ type Provider interface {
 	// struct whose yaml tags are the lab.yaml fields this provider reads
 	// besides the common ones (name, provider, os, arch, keep).
 	NewConfig() Config
-	// Check says what this host lacks to run s, or nil when it can. It
-	// starts nothing.
-	Check(s Spec) error
+	// Check says what this host (with the cache in env.CacheDir) lacks to
+	// run s, or nil when it can. It starts nothing.
+	Check(s Spec, env Env) error
 	// Start brings s up and says how to reach it, reporting each phase it
 	// goes through (image, boot, ...) to env.Phase. On error nothing it
 	// started is left running.
@@ -205,12 +205,12 @@ func providerNames() []string {
 
 // Check says what this host lacks to run s, nil when it can, wrapping
 // ErrUnavailable.
-func Check(s Spec) error {
+func Check(s Spec, env Env) error {
 	p, ok := Lookup(s.Provider)
 	if !ok {
 		return errors.New("no provider " + s.Provider)
 	}
-	if err := p.Check(s); err != nil {
+	if err := p.Check(s, env); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil

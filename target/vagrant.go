@@ -173,7 +173,7 @@ var vagrantPlugins = sync.OnceValues(func() (map[string]bool, error) {
 
 // Check says everything this host lacks for t at once: Vagrant, the
 // provider's plugin or hypervisor, the box.
-func (vagrantProvider) Check(s Spec) error {
+func (vagrantProvider) Check(s Spec, _ Env) error {
 	var missing []string
 	provider := s.Config.(*vagrantConfig).VagrantProvider
 	if _, err := exec.LookPath("vagrant"); err != nil {
@@ -199,7 +199,13 @@ func (vagrantProvider) Check(s Spec) error {
 			missing = append(missing, "VirtualBox is not installed (VBoxManage not found)")
 		}
 	}
-	if b, err := resolveBox(s, readLineup()); err != nil {
+	b, err := resolveBox(s, readLineup())
+	if err == nil && b.OS == "windows" {
+		if plugins, perr := vagrantPlugins(); perr == nil && !plugins["winrm"] {
+			missing = append(missing, "the Windows box talks WinRM until lab's provisioner has installed OpenSSH, and Vagrant's WinRM communicator is not installed (vagrant plugin install winrm winrm-elevated winrm-fs; Debian's vagrant package cannot load it: use HashiCorp's)")
+		}
+	}
+	if err != nil {
 		missing = append(missing, err.Error())
 	} else if _, ok := boxDir(vagrantHome(), b); !ok {
 		add := "vagrant box add " + b.Name
@@ -555,27 +561,55 @@ func (v *vagrantMachine) instance(ctx context.Context, s Spec, hk ssh.HostKeyCal
 		CC:    CBuildTarget,
 	}
 	// Vagrant boxes give their user passwordless sudo, and the machine
-	// is lab's to use, so the agent runs as root as on lab's guests.
+	// is lab's to use, so the agent runs as root as on lab's guests; that
+	// is checked once, on the first connection, with a clear error.
 	if s.OS != "windows" {
 		in.Root = "sudo -n"
 	}
-	cmd, why := otherUserCommand(s.OS)
-	if cmd == "" {
+	addUser, why := otherUserCommand(s.OS)
+	if addUser == "" {
 		v.log.Info("no second user", "why", why)
-		return in, nil
 	}
 	in.Prepare = func(ctx context.Context, client *remote.Client) error {
+		if in.Root != "" {
+			if err := checkRoot(ctx, client, in.Root, s.OS, cfg.User); err != nil {
+				return err
+			}
+		}
+		if addUser == "" {
+			return nil
+		}
 		var out bytes.Buffer
-		remoteErr, transportErr := client.Run(ctx, cmd, nil, &out, &out)
+		remoteErr, transportErr := client.Run(ctx, addUser, nil, &out, &out)
 		if transportErr != nil {
 			return transportErr
 		}
 		if remoteErr != nil {
-			v.log.Warn("could not create the second user; user=other scenarios fall back to the agent's choice", "command", cmd, "error", remoteErr, "output", strings.TrimSpace(out.String()))
+			v.log.Warn("could not create the second user; user=other scenarios fall back to the agent's choice", "command", addUser, "error", remoteErr, "output", strings.TrimSpace(out.String()))
 		}
 		return nil
 	}
 	return in, nil
+}
+
+// checkRoot checks that root (the prefix, "sudo -n") gives uid 0 without a
+// password, before the agent runs, so that a box that does not (OpenBSD's
+// generic boxes keep their sudo rule in a directory OpenBSD's sudo never
+// reads) fails with what is wrong instead of with every scenario.
+func checkRoot(ctx context.Context, client *remote.Client, root, goos, user string) error {
+	var out bytes.Buffer
+	remoteErr, transportErr := client.Run(ctx, root+" id -u", nil, &out, &out)
+	if transportErr != nil {
+		return transportErr
+	}
+	if remoteErr == nil && strings.TrimSpace(out.String()) == "0" {
+		return nil
+	}
+	hint := ""
+	if goos == "openbsd" {
+		hint = " (OpenBSD's generic boxes keep the rule in /etc/sudoers.d, which OpenBSD's sudo does not read; the disk-image target openbsd-7 gets root through doas instead)"
+	}
+	return fmt.Errorf("%s id -u as %s did not give root: %v: %s%s", root, user, remoteErr, strings.TrimSpace(out.String()), hint)
 }
 
 // hostKeyCheck is pinned for a box lab built, which carries its machines'

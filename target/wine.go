@@ -72,7 +72,7 @@ func isExecutable(p string) bool {
 }
 
 // Check: Wine must be installed.
-func (wineProvider) Check(Spec) error {
+func (wineProvider) Check(Spec, Env) error {
 	_, _, err := wineBinaries()
 	return err
 }

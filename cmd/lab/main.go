@@ -8,7 +8,8 @@
 //	lab report RUN_DIR        render a run's reports again (Markdown, HTML, JSON, JUnit)
 //	lab diff RUN_A RUN_B      list behaviour that changed between two runs
 //	lab merge DIR... --out D  join the shards of a run (lab run --shard i/n)
-//	lab image build [NAME...] build the Linux microVM guests
+//	lab image build [NAME...] build what targets need (microVM guests, stacks' libraries)
+//	lab image fetch NAME      download and verify an official cloud image
 //	lab image prune [-n]      remove superseded images and the .debs no image uses
 //	lab repro --target T --scenario ID [--emit c|go] [--keep]
 //	                          one scenario on one target, fully traced
@@ -60,7 +61,8 @@ commands:
   report     render the reports of a run directory again
   diff       list behaviour that changed between two runs
   merge      join the run directories of shards into one
-  image      build guest images (lab image build [NAME...]) or prune old ones (lab image prune)
+  image      build what targets need (lab image build [NAME...]), fetch cloud images (lab image fetch NAME),
+             or prune old guest images (lab image prune)
   repro      run one scenario on one target with a full trace (--emit c|go)
   shell      open a shell on a target kept running by --keep
   down       stop targets kept running by --keep
@@ -281,7 +283,7 @@ func cmdTargets(ctx context.Context, args []string) int {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	for _, t := range ts {
 		status := "ready"
-		if err := target.Check(t); err != nil {
+		if err := target.Check(t, c.env(c.logger())); err != nil {
 			status = err.Error()
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.Describe(), status)

@@ -246,7 +246,7 @@ func TestReproKeepDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := target.Check(specs[0]); err != nil {
+	if err := target.Check(specs[0], target.Env{CacheDir: cacheDirForTest()}); err != nil {
 		t.Fatal(err)
 	}
 	cache := os.Getenv("LAB_CACHE")

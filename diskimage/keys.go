@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -48,35 +47,4 @@ func KeyPair(dir, name string) (pub, priv []byte, err error) {
 		return nil, nil, fmt.Errorf("writing %s key: %w", name, err)
 	}
 	return pub, priv, nil
-}
-
-// CloudUserData is the cloud-config of the NoCloud seed a cloud image boots
-// with: the default user with lab's key and passwordless sudo, a second
-// unprivileged user for user=other scenarios, and the pinned host key in
-// place of generated ones.
-func CloudUserData(user string, clientPub, hostPub, hostPriv []byte) string {
-	indent := func(b []byte) string {
-		return "      " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n      ")
-	}
-	return fmt.Sprintf(`#cloud-config
-users:
-  - name: %s
-    sudo: "ALL=(ALL) NOPASSWD:ALL"
-    shell: /bin/sh
-    ssh_authorized_keys:
-      - %s
-  - name: labother
-    shell: /bin/sh
-ssh_deletekeys: true
-ssh_genkeytypes: [ed25519]
-ssh_keys:
-  ed25519_private: |
-%s
-  ed25519_public: %s
-`, user, strings.TrimSpace(string(clientPub)), indent(hostPriv), strings.TrimSpace(string(hostPub)))
-}
-
-// CloudMetaData is the seed's meta-data: the instance id and host name.
-func CloudMetaData(name string) string {
-	return fmt.Sprintf("instance-id: lab-%s\nlocal-hostname: %s\n", name, name)
 }
