@@ -33,6 +33,8 @@ type Options struct {
 	Command    string // the command line, recorded in run.json
 	Log        hclog.Logger
 	Progress   Progress
+	// Cold boots guests without a snapshot and saves none (lab run --cold).
+	Cold bool
 	// Catalog, TargetsFile and Build are recorded in run.json: which
 	// scenarios and targets files the run read, and which lab ran it.
 	Catalog, TargetsFile *rundir.Input
@@ -220,7 +222,8 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 			return fmt.Errorf("target %s: no provider %q", tr.t.Name, tr.t.Provider)
 		}
 	}
-	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase}
+	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase, Cold: tr.opts.Cold,
+		Agent: func(ctx context.Context, b target.AgentBuild) (string, error) { return buildAgent(ctx, tr.opts.CacheDir, b) }}
 	if err := prov.Check(tr.t, env); err != nil {
 		return fmt.Errorf("%w: %w", target.ErrUnavailable, err)
 	}

@@ -213,3 +213,18 @@ func snapshotArgs(memMB int, share string, incoming bool) []string {
 func vmgenidMachine(arch, machine string) bool {
 	return (arch == "amd64" || arch == "386") && (strings.HasPrefix(machine, "q35") || strings.HasPrefix(machine, "pc"))
 }
+
+// CanSnapshot reports whether a guest as cfg describes it can be
+// snapshotted here (Config.Snapshot): a kernel guest, of a machine that
+// offers vmgenid, on a Linux host.
+func CanSnapshot(cfg Config) bool {
+	arch, info, err := lookupArch(cfg.Arch)
+	if err != nil || !snapshotsSupported || cfg.Disk != "" {
+		return false
+	}
+	machine := cfg.Machine
+	if machine == "" {
+		machine = info.machine
+	}
+	return vmgenidMachine(arch, machine)
+}

@@ -56,7 +56,7 @@ func Connect(ctx context.Context, in *Instance, log hclog.Logger) (Machine, erro
 	}
 	redial := cfg
 	redial.Deadline = redialTimeout
-	m := &sshMachine{client: c, goos: in.Agent.GOOS, root: in.Root, exited: in.Exited, redial: redial}
+	m := &sshMachine{client: c, goos: in.Agent.GOOS, root: in.Root, exited: in.Exited, redial: redial, preloaded: in.Preloaded}
 	if !in.Keep {
 		m.stop = in.Stop
 	}
@@ -87,6 +87,8 @@ type sshMachine struct {
 	cleanup string
 	// redial connects again as the first connection was made.
 	redial remote.Config
+	// preloaded are programs already on the machine (Instance.Preloaded).
+	preloaded map[string]string
 	once   sync.Once
 	err    error
 }
@@ -99,6 +101,13 @@ var (
 // Upload copies the agent to the target's temporary directory under a
 // random name, so two runs on one host never collide.
 func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
+	if there, ok := m.preloaded[local]; ok {
+		q := shell.Quote(there)
+		if m.root != "" {
+			q = m.root + " " + q
+		}
+		return q, nil
+	}
 	f, err := os.Open(local)
 	if err != nil {
 		return "", fmt.Errorf("opening agent: %w", err)

@@ -201,22 +201,63 @@ func (qemuProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, erro
 		return nil, err
 	}
 	cfg := qemu.Config{
-		Arch:   s.Arch,
-		Kernel: img.Kernel,
-		Initrd: img.Initrd,
-		Append: strings.TrimSpace(image.KernelCmdline + " " + c.KernelArgs),
+		Arch:        s.Arch,
+		Kernel:      img.Kernel,
+		Initrd:      img.Initrd,
+		Append:      strings.TrimSpace(image.KernelCmdline + " " + c.KernelArgs),
+		ConsolePath: filepath.Join(env.RunDir, s.Name+".console.log"),
 	}
-	if !s.Keep {
-		in, _, err := boot(ctx, s, c, env, cfg, img.User, signer, hostKey)
-		return in, err
+	// The agent rides in the initramfs, and so in the snapshot a later run
+	// restores in a fraction of a boot (docs/snapshots.md): no upload, and
+	// never a stale agent, since another agent build is another initramfs
+	// and another snapshot.
+	preloaded := map[string]string{}
+	if env.Agent != nil {
+		agentBin, err := env.Agent(ctx, AgentBuild{GOOS: s.OS, GOARCH: s.Arch})
+		if err != nil {
+			return nil, fmt.Errorf("building the agent for the guest's initramfs: %w", err)
+		}
+		initrd, agentKey, err := image.AgentInitrd(img, agentBin)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Initrd = initrd
+		preloaded[agentBin] = image.GuestAgentPath
+		if qemu.CanSnapshot(cfg) {
+			cfg.Snapshot, cfg.SnapshotKey, cfg.ReadyMarker, cfg.Cold = img.SnapshotDir(), img.Hash+" "+agentKey, image.ReadyMarker, env.Cold
+		}
 	}
-	// Kept: QEMU outlives lab, and its state is recorded before the first
-	// connection, so that lab down finds it whatever happens next.
-	cfg.Detach = true
-	cfg.Name = "lab-kept " + s.Name + " " + env.CacheDir
+	if s.Keep {
+		// Kept: QEMU outlives lab, and its state is recorded before the
+		// first connection, so that lab down finds it whatever happens next.
+		cfg.Detach = true
+		cfg.Name = "lab-kept " + s.Name + " " + env.CacheDir
+	}
 	in, vm, err := boot(ctx, s, c, env, cfg, img.User, signer, hostKey)
 	if err != nil {
 		return nil, err
+	}
+	in.Preloaded = preloaded
+	if vm.Snapshot() != "" {
+		// A guest restored from a snapshot, or paused while one was saved,
+		// has its clock where the snapshot left it, and (on kernels without
+		// a vmgenid driver) the random state of every guest restored from
+		// it: fix both before anything else runs there.
+		env.Log.Info("guest from snapshot", "restored", vm.Restored(), "snapshot", vm.Snapshot())
+		in.Prepare = func(ctx context.Context, client *remote.Client) error {
+			var out bytes.Buffer
+			remoteErr, transportErr := client.Run(ctx, image.ResumeCommand(time.Now()), nil, &out, &out)
+			if transportErr != nil {
+				return transportErr
+			}
+			if remoteErr != nil {
+				return fmt.Errorf("setting the restored guest's clock: %w: %s", remoteErr, strings.TrimSpace(out.String()))
+			}
+			return nil
+		}
+	}
+	if !s.Keep {
+		return in, nil
 	}
 	k := &Kept{
 		Target: s.Name, PID: vm.PID(), Marker: strings.ReplaceAll(cfg.Name, ",", ""), SSHAddr: vm.SSHAddr(),

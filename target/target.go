@@ -87,6 +87,13 @@ type Env struct {
 	Log      hclog.Logger
 	// Phase marks the start of a named phase; the previous one ends there.
 	Phase func(name string)
+	// Cold boots guests without restoring a snapshot, and saves none
+	// (lab run --cold).
+	Cold bool
+	// Agent, when set, builds the agent for b and returns its path: the
+	// engine's own build, which its build phase then finds done. A provider
+	// that puts the agent in a machine's image calls it (Preloaded).
+	Agent func(ctx context.Context, b AgentBuild) (string, error)
 }
 
 // Instance is a started target: how the agent is built for it, how to reach
@@ -119,6 +126,10 @@ type Instance struct {
 	Keep bool
 	// Kept describes a machine kept running for later runs, nil for others.
 	Kept *Kept
+	// Preloaded maps programs of this host to where they already are on
+	// the machine (the agent in a microVM's initramfs, and so in its
+	// snapshot): uploading one copies nothing.
+	Preloaded map[string]string
 	// CC is how a C program (lab repro --emit c) is built for the machine,
 	// CStack which socket API it calls, and CFlags what the host's cc needs
 	// besides (a user-space stack's headers and libraries).

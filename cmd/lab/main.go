@@ -2,7 +2,7 @@
 // SO_REUSEADDR, SO_REUSEPORT and friends on real kernels, and regenerates the
 // StackOverflow answer's table from observation.
 //
-//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR] [--shard I/N] [--baseline DIR] [--keep]
+//	lab run [--targets local,linux-6.1] [--scenarios FILE] [--only GLOB] [--out DIR] [--shard I/N] [--baseline DIR] [--keep] [--cold]
 //	lab targets               list targets and whether this host can run them
 //	lab validate [FILE]       check a scenarios file
 //	lab report RUN_DIR        render a run's reports again (Markdown, HTML, JSON, JUnit)
@@ -159,6 +159,7 @@ func cmdRun(ctx context.Context, args []string) int {
 	shard := fs.String("shard", "", "run only slice i/n of the selected targets (e.g. 2/4), for lab merge to join")
 	baseline := fs.String("baseline", "", "run directory to compare with: outcomes that differ from it exit 1")
 	keep := fs.Bool("keep", false, "leave lab's microVMs and Vagrant machines running after the run, for later runs to reuse (lab down stops microVMs)")
+	cold := fs.Bool("cold", false, "boot microVMs without restoring a snapshot, and save none")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -211,6 +212,7 @@ func cmdRun(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "scenarios: %s\ntargets:   %s\n", describe(catalogIn), describe(targetsIn))
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
+		Cold:        *cold,
 		Catalog:     catalogIn,
 		TargetsFile: targetsIn,
 		Build:       build(),

@@ -37,6 +37,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 	fs.Var(&scenFile, "scenarios", "scenarios file (default scenarios.yaml; lab's built-in catalog when there is none here)")
 	out := fs.String("out", "results", "directory the run's directory is created in")
 	keep := fs.Bool("keep", false, "leave the microVM running (lab shell T, lab down T); a kept one is reused")
+	cold := fs.Bool("cold", false, "boot a microVM without restoring a snapshot, and save none")
 	lang := fs.String("emit", "", "write a reproducer in c or go, run it on the target and compare its trace")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -118,7 +119,7 @@ func cmdRepro(ctx context.Context, args []string) int {
 		return nil
 	}
 	sum, err := orchestrator.Run(ctx, orchestrator.Options{
-		Catalog: catalogIn, TargetsFile: targetsIn, Build: build(),
+		Cold: *cold, Catalog: catalogIn, TargetsFile: targetsIn, Build: build(),
 		Targets: []target.Spec{t}, Scenarios: []scenario.Scenario{*sc},
 		ResultsDir: *out, CacheDir: c.cacheDir, Parallel: 1,
 		Command: "lab repro " + strings.Join(args, " "), Log: log,
