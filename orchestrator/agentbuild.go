@@ -31,9 +31,11 @@ type agentBuild struct {
 
 // buildAgent builds the agent b describes into the cache and returns its
 // path: static and CGO-free for most targets, with b's tags and environment
-// for an agent linked against a user-space network stack. Go's build cache
-// makes a rebuild of unchanged sources take a fraction of a second, so lab
-// always asks go build rather than guess whether the sources changed.
+// for an agent linked against a user-space network stack. The binary's
+// directory is named by everything that makes it (b, the hash of the
+// sources lab carries, the go command), so an agent built once is used by
+// every later lab process without asking go build again, which costs a
+// few tenths of a second even when Go's build cache has everything.
 func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (string, error) {
 	goos, goarch := b.GOOS, b.GOARCH
 	if goos == "" {
@@ -54,12 +56,9 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	if ab.path != "" {
 		return ab.path, nil
 	}
-	if _, err := exec.LookPath("go"); err != nil {
-		return "", fmt.Errorf("building the agent for %s needs the Go toolchain (go on PATH, https://go.dev/dl): lab builds it from the sources it carries", kind)
-	}
-	src, err := agentSource(cacheDir)
+	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("building the agent for %s needs the Go toolchain (go on PATH, https://go.dev/dl): lab builds it from the sources it carries", kind)
 	}
 	name := "lab-agent"
 	if goos == "windows" {
@@ -67,12 +66,24 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	}
 	// The directory is world-readable: the agent re-executes itself as
 	// another user for user=other scenarios and must be reachable by it.
-	dir := filepath.Join(cacheDir, "agent", kind)
+	dir := filepath.Join(cacheDir, "agent", kind+"-"+lab.AgentSourceHash()+"-"+toolchainID(goBin))
+	out := filepath.Join(dir, name)
+	if _, err := os.Stat(out); err == nil {
+		ab.path = out
+		return out, nil
+	}
+	src, err := agentSource(cacheDir)
+	if err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating agent cache: %w", err)
 	}
-	out := filepath.Join(dir, name)
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
+	// Built beside and renamed: another lab building the same agent at the
+	// same time, or one killed mid-build, never leaves half a binary at out.
+	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d", name, os.Getpid()))
+	defer os.Remove(tmp)
+	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", tmp}
 	if len(b.Tags) > 0 {
 		args = append(args, "-tags", strings.Join(b.Tags, ","))
 	}
@@ -84,6 +95,9 @@ func buildAgent(ctx context.Context, cacheDir string, b target.AgentBuild) (stri
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build agent for %s in %s (golang.org/x/sys comes from the module cache or the Go module proxy): %w: %s", kind, src, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", fmt.Errorf("installing the agent build: %w", err)
 	}
 	ab.path = out
 	return out, nil
@@ -119,4 +133,15 @@ func agentSource(cacheDir string) (string, error) {
 		return "", fmt.Errorf("writing the agent's sources: %w", err)
 	}
 	return dir, nil
+}
+
+// toolchainID names the go command lab builds agents with: its path, size
+// and modification time, which change when Go is upgraded.
+func toolchainID(goBin string) string {
+	fi, err := os.Stat(goBin)
+	if err != nil {
+		return "unknown"
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d", goBin, fi.Size(), fi.ModTime().UnixNano())))
+	return hex.EncodeToString(sum[:4])
 }
