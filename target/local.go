@@ -7,7 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
+	"sync"
 	"time"
+
+	"lab/internal/output"
 )
 
 // localProvider runs the agent on the machine lab runs on, with lab's own
@@ -55,15 +59,71 @@ func (*processMachine) Upload(ctx context.Context, local string) (string, error)
 
 func (m *processMachine) Run(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
 	c := exec.CommandContext(ctx, cmd)
-	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, os.Stderr
+	// What the program says on stderr goes to lab's, and its end into the
+	// error when it fails: a rump kernel's panic message, or what F-Stack
+	// printed before it crashed.
+	tail := &tailBuffer{max: 16 << 10}
+	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, io.MultiWriter(os.Stderr, tail)
 	if len(m.Env) > 0 {
 		c.Env = append(os.Environ(), m.Env...)
 	}
 	c.SysProcAttr = childProcAttr()
 	if err := runToEnd(c); err != nil {
+		if said := diagnosis(tail.String()); said != "" {
+			return fmt.Errorf("local agent: %w: %s", err, said)
+		}
 		return fmt.Errorf("local agent: %w", err)
 	}
 	return nil
+}
+
+// crashLines start the lines that say why a program died: lab's agent's
+// own, a kernel's panic (a rump kernel's "panic: ..."), Go's crash report,
+// DPDK's fatal errors.
+var crashLines = []string{"lab-agent:", "panic:", "fatal error:", "SIGSEGV", "SIGABRT", "SIGBUS", "EAL: Error", "EAL: FATAL", "PANIC"}
+
+// diagnosis picks from what a program printed on stderr the lines that say
+// why it died (at most the last three such), or its last lines when none
+// does: a crash report's registers and goroutines say nothing to a reader
+// of a target's error.
+func diagnosis(stderr string) string {
+	var said []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		for _, p := range crashLines {
+			if strings.HasPrefix(l, p) {
+				said = append(said, l)
+				break
+			}
+		}
+	}
+	if len(said) == 0 {
+		return output.Tail(stderr, 3)
+	}
+	return strings.Join(said[max(0, len(said)-3):], "; ")
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // interruptGrace is how long a child lab interrupts gets to exit before it
