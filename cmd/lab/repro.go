@@ -149,11 +149,24 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, name str
 	if tr.Env != nil {
 		goos, goarch = tr.Env.OS, tr.Env.Arch
 	}
+	if in.CStack != target.CStackPOSIX || len(in.Agent.Tags) > 0 {
+		// The kernel is linked into the agent: a program reaches it only
+		// through that stack's own API.
+		if lang == "go" || in.CStack == target.CStackPOSIX {
+			fmt.Fprintf(os.Stderr, "lab repro: %s's kernel runs inside the agent's process; --emit %s cannot reach it (lab writes C against the rump API for rump targets only)\n", name, lang)
+			return exitUsage
+		}
+		goos, goarch = in.Agent.GOOS, in.Agent.GOARCH // the program runs on this host
+	}
+	var copts []emit.COption
+	if in.CStack == target.CStackRump {
+		copts = append(copts, emit.Rump)
+	}
 	var src []byte
 	var err error
 	file := filepath.Join(dir, "repro."+lang)
 	if lang == "c" {
-		src, err = emit.C(sc.Scenario, res, name)
+		src, err = emit.C(sc.Scenario, res, name, copts...)
 	} else {
 		src, err = emit.Go(sc.Scenario, res, name, goos)
 	}
@@ -182,7 +195,12 @@ func reproduce(ctx context.Context, lang string, sc *scenario.Scenario, name str
 		}
 		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=")
 	case in.CC == target.CBuildHost:
-		build = exec.CommandContext(ctx, "cc", append([]string{"-O2", "-o", bin, file}, cflags...)...)
+		args := append([]string{"-O2", "-o", bin, file}, cflags...)
+		args = append(args, in.CFlags...)
+		if in.CStack == target.CStackRump {
+			args = append(args, emit.RumpLinkFlags...)
+		}
+		build = exec.CommandContext(ctx, "cc", args...)
 	case in.CC == target.CBuildHostStatic && hostLinux:
 		// A static binary runs in the microVM, which has no C library to
 		// link against (and no compiler).

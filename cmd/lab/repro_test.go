@@ -409,3 +409,26 @@ func startCutProxy(t *testing.T, addr string, cut int64) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestReproUserSpaceStacks: lab repro on netbsd-rump prints the trace and
+// writes C against the rump API that builds against the same libraries and
+// matches the agent; a Go reproducer, which cannot reach a kernel linked
+// into the agent, is refused on both in-process kernels.
+func TestReproUserSpaceStacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the rump kernel and F-Stack on first use")
+	}
+	bin := labBinary(t)
+	out := t.TempDir()
+	code, stdout, stderr := runLab(t, bin, nil, "repro", "--cache", cacheDirForTest(), "--target", "netbsd-rump", "--scenario", "bsd-table/row6/on", "--emit", "c", "--out", out)
+	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stdout, "outcome  ok") {
+		t.Errorf("netbsd-rump --emit c: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	checkTraceFile(t, stdout, "netbsd-rump")
+	for _, tg := range []string{"netbsd-rump", "freebsd-fstack"} {
+		code, _, stderr := runLab(t, bin, nil, "repro", "--cache", cacheDirForTest(), "--target", tg, "--scenario", "bsd-table/row1/off", "--emit", "go", "--out", out)
+		if code != exitUsage || !strings.Contains(stderr, "runs inside the agent's process") {
+			t.Errorf("%s --emit go: exit %d, want %d saying why\n%s", tg, code, exitUsage, stderr)
+		}
+	}
+}
