@@ -175,3 +175,38 @@ func port(addr string) string {
 	fmt.Sscanf(addr[len("127.0.0.1:"):], "%s", &p)
 	return p
 }
+
+// BenchmarkMainCommand runs the README's main command's targets (this
+// machine and the three Linux microVMs, the whole catalog) with guests
+// restored from snapshots and, in the same iteration, booted cold (lab run
+// --cold), images cached; it prints both and their median ratio (target:
+// restored at most 0.5x cold).
+func BenchmarkMainCommand(b *testing.B) {
+	targets := warm(b, "linux-5.10", "linux-6.1", "linux-6.12")
+	targets = append([]target.Spec{defaultTarget(b, "local")}, targets...)
+	scs := scenarios(b, "")
+	run := func(cold bool) float64 {
+		opts := orchestrator.Options{Targets: targets, Scenarios: scs, ResultsDir: b.TempDir(), CacheDir: cacheDir(b),
+			Parallel: len(targets), Log: quietLog(), Cold: cold}
+		start := time.Now()
+		sum, err := orchestrator.Run(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, t := range sum.Targets {
+			if t.Status != "complete" {
+				b.Fatalf("%s: %s %s", t.Name, t.Status, t.Error)
+			}
+		}
+		return time.Since(start).Seconds()
+	}
+	run(false) // saves the snapshots, outside the timing
+	var cold, restored, ratios []float64
+	for b.Loop() {
+		c, r := run(true), run(false)
+		cold, restored, ratios = append(cold, c), append(restored, r), append(ratios, r/c)
+	}
+	b.ReportMetric(median(cold), "s-cold")
+	b.ReportMetric(median(restored), "s-restored")
+	b.ReportMetric(median(ratios), "ratio")
+}
