@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"time"
 )
 
 // startLocked starts cmd from a goroutine locked to its own OS thread, keeps that thread
@@ -43,6 +44,10 @@ func freePort() (int, error) {
 
 // pickPort is freePort, replaceable by tests that need to lose the race on purpose.
 var pickPort = freePort
+
+// dialCheckTimeout bounds dialListening's connection to the forwarded port on loopback,
+// which answers in microseconds when something listens.
+const dialCheckTimeout = 200 * time.Millisecond
 
 // dialListening reports whether something accepts connections on 127.0.0.1:port. It is the
 // portable fallback for listeningOn where /proc cannot say who owns a socket.

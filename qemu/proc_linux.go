@@ -7,10 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
-
-const dialCheckTimeout = 200 * time.Millisecond
 
 // sysProcAttr puts QEMU in its own process group, so that a Ctrl-C in lab's terminal
 // reaches lab (which then stops its guests in order and keeps their consoles) instead of

@@ -4,10 +4,7 @@ package qemu
 
 import (
 	"syscall"
-	"time"
 )
-
-const dialCheckTimeout = 200 * time.Millisecond
 
 func sysProcAttr(bool) *syscall.SysProcAttr { return nil }
 

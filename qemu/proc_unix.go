@@ -4,10 +4,7 @@ package qemu
 
 import (
 	"syscall"
-	"time"
 )
-
-const dialCheckTimeout = 200 * time.Millisecond
 
 // sysProcAttr puts QEMU in its own process group, so that a Ctrl-C in lab's terminal
 // reaches lab, which then stops its guests in order. Only Linux can also have QEMU killed

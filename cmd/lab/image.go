@@ -9,12 +9,14 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"lab/diskimage"
 	"lab/fetch"
 	"lab/image"
 	"lab/target"
 )
 
 const imageUsage = `usage: lab image build [-file lab.yaml] [NAME...]
+       lab image build --box
        lab image fetch [--sha256 HEX] [NAME...]
        lab image prune [-n]`
 
@@ -36,8 +38,12 @@ func cmdImage(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
 	var c common
 	c.register(fs)
+	box := fs.Bool("box", false, "build lab's own Vagrant box (Debian 12 for vagrant-libvirt, from Debian's packages) instead, and say how to add it")
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
+	}
+	if *box {
+		return buildBox(ctx, &c, fs.NArg())
 	}
 	ts, err := c.targets()
 	if err != nil {
@@ -158,5 +164,23 @@ func cmdImageFetch(ctx context.Context, args []string) int {
 		}
 		fmt.Printf("%s\t%s (%s %s, verified by %s)\n", name, got.Path, got.Hash, got.Sum, got.Verified)
 	}
+	return exitOK
+}
+
+// buildBox builds lab/debian-12, the Vagrant box lab's Vagrant tests boot
+// (diskimage.BuildBox: needs root, mmdebstrap, grub-pc-bin, qemu-utils,
+// xorriso and vagrant for its insecure public key), and prints how to add it.
+func buildBox(ctx context.Context, c *common, extra int) int {
+	if extra > 0 {
+		fmt.Fprintln(os.Stderr, "lab image build --box takes no target names")
+		return exitUsage
+	}
+	b, err := diskimage.BuildBox(ctx, c.cacheDir, c.logger())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lab:", err)
+		return exitInfra
+	}
+	fmt.Println(b.File)
+	fmt.Fprintf(os.Stderr, "add it with: vagrant box add --name %s %s\nits machines' host key, which lab pins: %s", b.Name, b.File, b.HostKey)
 	return exitOK
 }
