@@ -223,7 +223,9 @@ func (tr *targetRun) live(ctx context.Context, req wire.Request) (err error) {
 		}
 	}
 	env := target.Env{RunDir: tr.dir, CacheDir: tr.opts.CacheDir, Log: tr.log, Phase: tr.startPhase, Cold: tr.opts.Cold,
-		Agent: func(ctx context.Context, b target.AgentBuild) (string, error) { return buildAgent(ctx, tr.opts.CacheDir, b) }}
+		Agent: func(ctx context.Context, b target.AgentBuild) (string, error) {
+			return buildAgent(ctx, tr.opts.CacheDir, b)
+		}}
 	if err := prov.Check(tr.t, env); err != nil {
 		return fmt.Errorf("%w: %w", target.ErrUnavailable, err)
 	}

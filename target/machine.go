@@ -89,8 +89,8 @@ type sshMachine struct {
 	redial remote.Config
 	// preloaded are programs already on the machine (Instance.Preloaded).
 	preloaded map[string]string
-	once   sync.Once
-	err    error
+	once      sync.Once
+	err       error
 }
 
 var (
