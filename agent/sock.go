@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,8 +31,22 @@ type sockets interface {
 	// drain takes everything waiting on the socket without blocking (pending
 	// datagrams, or connections, which it closes) and says how many.
 	drain(name string) int
+	// send queues up to n bytes on a connected socket without waiting and
+	// says how many the kernel took.
+	send(name string, n int) (int, error)
+	sendto(name string, ap netip.AddrPort) error
+	// recv reads until the stream ends (eof), fails (the error), or nothing
+	// more arrives for recvPause: n bytes then, an EAGAIN error when n is 0.
+	recv(name string, deadline time.Time) (n int, eof bool, err error)
+	// peerAddr is the socket's peer address, "" when it is not connected.
+	peerAddr(name string) string
 	closeAll()
 }
+
+// recvPause is how long a recv step waits for more: on loopback a segment
+// that was sent arrives within microseconds, and a FIN or RST right after
+// the data it follows.
+const recvPause = 500 * time.Millisecond
 
 // callError is a failed call reported by errno name, as it arrives from the
 // helper process.
@@ -47,6 +62,9 @@ type sock struct {
 	fd    sysFD
 	ip6   bool
 	proto string
+	// linger is SO_LINGER on: a close step then blocks, as a plain
+	// program's close would.
+	linger bool
 }
 
 // table holds this process's sockets by name. The mutex lets a scenario that
@@ -120,6 +138,16 @@ func (t *table) setopt(name string, o wire.Option) error {
 	if err != nil {
 		return err
 	}
+	if o.Name == "SO_LINGER" {
+		err = sysSetLinger(s.fd, !o.Off, o.Value)
+		if err == nil {
+			t.mu.Lock()
+			s.linger = !o.Off
+			t.mu.Unlock()
+		}
+		t.record(0, err, "setsockopt(%d, %s)", s.fd, optValue(o))
+		return err
+	}
 	err = sysSetopt(s.fd, s.ip6, o)
 	t.record(0, err, "setsockopt(%d, %s=%d)", s.fd, o.Name, o.Value)
 	return err
@@ -176,6 +204,14 @@ func (t *table) close(name string) error {
 	if !ok {
 		return errNoSocket
 	}
+	if s.linger {
+		// A non-blocking close does not linger on the BSDs or Windows;
+		// the answer's SO_LINGER is a plain, blocking program's.
+		if err := sysSetBlocking(s.fd); err != nil {
+			sysClose(s.fd)
+			return err
+		}
+	}
 	err := sysClose(s.fd)
 	t.record(0, err, "close(%d)", s.fd)
 	return err
@@ -222,6 +258,63 @@ func (t *table) sendto(name string, ap netip.AddrPort) error {
 	return sysSendto(s.fd, s.ip6, ap)
 }
 
+// payload is what send steps send: lab's name over and over.
+var payload = []byte("lab")
+
+func (t *table) send(name string, n int) (int, error) {
+	s, err := t.get(name)
+	if err != nil {
+		return 0, err
+	}
+	buf := bytes.Repeat(payload, n/len(payload)+1)[:n]
+	sent := 0
+	for sent < n {
+		m, err := sysSend(s.fd, buf[sent:])
+		if err != nil {
+			if sent > 0 && errors.Is(err, errWouldBlock) {
+				break // the kernel took what it could: that is the answer
+			}
+			return sent, err
+		}
+		sent += m
+	}
+	return sent, nil
+}
+
+func (t *table) recv(name string, deadline time.Time) (int, bool, error) {
+	s, err := t.get(name)
+	if err != nil {
+		return 0, false, err
+	}
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		n, err := sysRecv(s.fd, buf, minTime(time.Now().Add(recvPause), deadline))
+		switch {
+		case err == nil && n == 0 && s.proto == "tcp":
+			return total, true, nil
+		case err == nil:
+			total += n
+		case total > 0 && errors.Is(err, errWouldBlock):
+			return total, false, nil
+		default:
+			return total, false, err
+		}
+	}
+}
+
+func (t *table) peerAddr(name string) string {
+	s, err := t.get(name)
+	if err != nil {
+		return ""
+	}
+	ap, err := sysPeer(s.fd)
+	if err != nil {
+		return ""
+	}
+	return ap.String()
+}
+
 func (t *table) waitEOF(name string, deadline time.Time) error {
 	s, err := t.get(name)
 	if err != nil {
@@ -238,6 +331,11 @@ func (t *table) closeAll() {
 	t.socks = map[string]*sock{}
 	t.mu.Unlock()
 	for _, s := range socks {
+		if s.linger {
+			// The scenario is over: a close that waited out its linger
+			// time would only hold up the next one.
+			sysSetLinger(s.fd, true, 0)
+		}
 		sysClose(s.fd)
 	}
 }

@@ -159,7 +159,7 @@ func (p *parser) errAt(pos Pos, format string, args ...any) {
 	p.problems = append(p.problems, Problem{pos, fmt.Sprintf(format, args...)})
 }
 
-var scenarioFields = []string{"id", "title", "source", "proto", "timeout", "steps", "expect", "note", "matrix"}
+var scenarioFields = []string{"id", "title", "source", "proto", "timeout", "slow", "steps", "expect", "note", "matrix"}
 
 // scenarioOrMatrix parses one list entry, expanding its matrix if it has one.
 func (p *parser) scenarioOrMatrix(n *yaml.Node) []Scenario {
@@ -316,6 +316,14 @@ func (p *parser) scenario(n *yaml.Node, vars map[string]string) (Scenario, bool)
 				p.errf(v, "field \"timeout\": %q is not a duration of at least 1ms (e.g. 2s, 500ms)", v.Value)
 			}
 			s.Timeout = wire.Millis(d / time.Millisecond)
+		case "slow":
+			switch p.str(k.Value, v) {
+			case "true":
+				s.Slow = true
+			case "false":
+			default:
+				p.errf(v, "field \"slow\": %q is not true or false", v.Value)
+			}
 		case "steps":
 			stepsNode = v
 		case "expect":
@@ -395,8 +403,11 @@ func (p *parser) expect(n *yaml.Node) map[string]map[string]string {
 				p.errf(k, "expect.%s: %q is not an OS family or OS lab knows; expected %s", src.Value, name, expectKeyHint)
 				continue
 			}
-			if !ValidOutcome(v.Value) {
-				p.errf(v, "expect.%s.%s: %q is not an outcome; expected ok, an errno name like EADDRINUSE, unsupported, or for spread even, single, uneven, none%s", src.Value, k.Value, v.Value, unknownVarHint(v.Value))
+			if msg := claimProblem(v.Value); msg != "" {
+				if strings.ContainsAny(v.Value, "|!") || strings.Contains(v.Value, wire.Then) {
+					msg += fmt.Sprintf(" (in claim %q)", v.Value)
+				}
+				p.errf(v, "expect.%s.%s: %s%s", src.Value, k.Value, msg, unknownVarHint(v.Value))
 				continue
 			}
 			m[k.Value] = v.Value
@@ -404,18 +415,6 @@ func (p *parser) expect(n *yaml.Node) map[string]map[string]string {
 		out[src.Value] = m
 	}
 	return out
-}
-
-var errnoRE = regexp.MustCompile(`^E[A-Z0-9]+$`)
-
-// ValidOutcome reports whether o is something a scenario can end with.
-func ValidOutcome(o string) bool {
-	switch o {
-	case wire.OK, wire.Unsupported, wire.SetupFailed, wire.Timeout, wire.Skipped,
-		wire.SpreadEven, wire.SpreadSingle, wire.SpreadUneven, wire.SpreadNone:
-		return true
-	}
-	return errnoRE.MatchString(o)
 }
 
 func kindName(n *yaml.Node) string {
