@@ -176,8 +176,8 @@ func (r *scenarioRun) sleep(ctx context.Context, st wire.Step) wire.StepResult {
 
 // waitfree measures how long an endpoint stays unavailable: it binds a fresh
 // socket with the step's options there every waitfreePoll until a bind
-// succeeds, and yields the time that took in whole seconds ("60s"), the
-// exact wait in Waited. A bind that fails otherwise than EADDRINUSE is the
+// succeeds, and yields the time that took (waitOutcome: "60s"), the exact
+// wait in Waited. A bind that fails otherwise than EADDRINUSE is the
 // result; one still refused when the deadline comes is EADDRINUSE.
 func (r *scenarioRun) waitfree(ctx context.Context, st wire.Step) wire.StepResult {
 	ap, err := r.endpoint(st.Addr, st.Port, false)
@@ -202,7 +202,7 @@ func (r *scenarioRun) waitfree(ctx context.Context, st wire.Step) wire.StepResul
 		sr.Waited = wire.Millis(waited / time.Millisecond)
 		switch {
 		case sr.Result == wire.OK:
-			sr.Result = fmt.Sprintf("%ds", int(math.Round(waited.Seconds())))
+			sr.Result = waitOutcome(waited)
 			return sr
 		case sr.Result != "EADDRINUSE":
 			return sr
@@ -216,4 +216,17 @@ func (r *scenarioRun) waitfree(ctx context.Context, st wire.Step) wire.StepResul
 			return sr
 		}
 	}
+}
+
+// waitOutcome is a wait as a comparable outcome: whole seconds under 10 s,
+// the nearest 5 s above. Kernels time a minute-long TIME_WAIT a second or
+// two late (Linux's timer wheel has a granularity of 512 ticks there, 2 s
+// at HZ=250; 5.10 and 6.1 guests measured 60.4 to 61.4 s), so whole seconds
+// would change from run to run; the exact wait is in Waited.
+func waitOutcome(d time.Duration) string {
+	s := d.Seconds()
+	if s < 10 {
+		return fmt.Sprintf("%ds", int(math.Round(s)))
+	}
+	return fmt.Sprintf("%ds", 5*int(math.Round(s/5)))
 }

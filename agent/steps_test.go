@@ -183,3 +183,22 @@ func children(t *testing.T) string {
 	}
 	return strings.Join(out, " ")
 }
+
+func TestWaitOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{1400 * time.Millisecond, "1s"},
+		{9400 * time.Millisecond, "9s"},
+		{60377 * time.Millisecond, "60s"},
+		{62049 * time.Millisecond, "60s"},
+		{121 * time.Second, "120s"},
+		{29 * time.Second, "30s"},
+	} {
+		if got := waitOutcome(tc.d); got != tc.want {
+			t.Errorf("waitOutcome(%s) = %s, want %s", tc.d, got, tc.want)
+		}
+	}
+}

@@ -73,6 +73,9 @@ func HTML(c *Comparison) ([]byte, error) {
 			p.Charts = append(p.Charts, chartOf(s))
 		}
 	}
+	p.Findings = doc.Findings
+	p.FindingGroups = findingGroups(doc)
+	p.Durations = durationRows(doc)
 	var b bytes.Buffer
 	if err := pageTemplate.Execute(&b, p); err != nil {
 		return nil, fmt.Errorf("rendering report.html: %w", err)
@@ -89,7 +92,12 @@ type page struct {
 	Targets  []targetLine
 	Sections []pageSection
 	Charts   []chart
-	Data     template.JS
+	// Findings and FindingGroups: the findings, and the same grouped by
+	// basis; Durations the waitfree measurements, one row per scenario.
+	Findings      []DocFinding
+	FindingGroups []pageFindingGroup
+	Durations     []pageDurationRow
+	Data          template.JS
 	CSS      template.CSS
 	JS       template.JS
 }
