@@ -98,8 +98,8 @@ type page struct {
 	FindingGroups []pageFindingGroup
 	Durations     []pageDurationRow
 	Data          template.JS
-	CSS      template.CSS
-	JS       template.JS
+	CSS           template.CSS
+	JS            template.JS
 }
 
 type targetLine struct {
