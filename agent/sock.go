@@ -36,17 +36,24 @@ type sockets interface {
 	send(name string, n int) (int, error)
 	sendto(name string, ap netip.AddrPort) error
 	// recv reads until the stream ends (eof), fails (the error), or nothing
-	// more arrives for recvPause: n bytes then, an EAGAIN error when n is 0.
+	// more arrives (see recvWait): n bytes then, an EAGAIN error when n is 0.
 	recv(name string, deadline time.Time) (n int, eof bool, err error)
 	// peerAddr is the socket's peer address, "" when it is not connected.
 	peerAddr(name string) string
 	closeAll()
 }
 
-// recvPause is how long a recv step waits for more: on loopback a segment
-// that was sent arrives within microseconds, and a FIN or RST right after
-// the data it follows.
-const recvPause = 500 * time.Millisecond
+// recvWait is how long a recv step waits for anything to arrive, and
+// recvMore how long, once data came, for more or for the end of the stream:
+// on loopback a segment that was sent arrives within microseconds, and a
+// FIN or RST right behind the data it follows; the margins are for
+// emulated guests. Datagrams are queued when sendto returns, so a UDP recv
+// waits less (recvWaitUDP) and takes what is queued.
+const (
+	recvWait    = 500 * time.Millisecond
+	recvWaitUDP = 100 * time.Millisecond
+	recvMore    = 200 * time.Millisecond
+)
 
 // callError is a failed call reported by errno name, as it arrives from the
 // helper process.
@@ -289,7 +296,16 @@ func (t *table) recv(name string, deadline time.Time) (int, bool, error) {
 	buf := make([]byte, 64<<10)
 	total := 0
 	for {
-		n, err := sysRecv(s.fd, buf, minTime(time.Now().Add(recvPause), deadline))
+		wait := recvWait
+		switch {
+		case total > 0 && s.proto == "udp":
+			wait = 0
+		case total > 0:
+			wait = recvMore
+		case s.proto == "udp":
+			wait = recvWaitUDP
+		}
+		n, err := sysRecv(s.fd, buf, minTime(time.Now().Add(wait), deadline))
 		switch {
 		case err == nil && n == 0 && s.proto == "tcp":
 			return total, true, nil

@@ -66,7 +66,8 @@ func (r *scenarioRun) sendto(st wire.Step) wire.StepResult {
 
 // recv reads until the stream ends: eof after a FIN, the errno after a
 // reset (ECONNRESET), data when bytes came but the stream did not end within
-// recvPause of the last, EAGAIN when nothing came.
+// recvMore of the last (UDP: what was queued), EAGAIN when nothing came
+// within recvWait.
 func (r *scenarioRun) recv(st wire.Step) wire.StepResult {
 	n, eof, err := r.owner[st.Sock].recv(st.Sock, r.deadline)
 	sr := result("read()", err)
