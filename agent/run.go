@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"lab/wire"
@@ -32,13 +33,17 @@ type scenarioRun struct {
 	local *table
 	// procs are the scenario's helper processes by name (proc=NAME, or
 	// "other" for user=other), started by the first socket step naming
-	// each; a process that exited or was killed stays here, dead.
+	// each; a process that exited or was killed stays here, dead. mu guards
+	// procs and shut: a step of a timed-out scenario may still be starting
+	// one when the scenario closes, and must not leave it running.
+	mu       sync.Mutex
+	shut     bool
 	procs    map[string]*helper
 	owner    map[string]sockets
 	protos   map[string]string // each socket's protocol
 	deadline time.Time
-	// skipReason ends the scenario as skipped: a helper process it needs
-	// could not start (the other user's, typically).
+	// skipReason ends the scenario as skipped: the other user's helper
+	// process could not start (guarded by mu).
 	skipReason string
 }
 
@@ -104,6 +109,9 @@ func runScenario(ctx context.Context, sc wire.Scenario, env runEnv) *wire.Result
 			abandoned = true
 		}
 	}
+	r.mu.Lock()
+	skip := r.skipReason
+	r.mu.Unlock()
 	switch {
 	case timedOut:
 		res.Outcome = wire.Timeout
@@ -111,8 +119,8 @@ func runScenario(ctx context.Context, sc wire.Scenario, env runEnv) *wire.Result
 		if abandoned {
 			res.Reason += "; a call that ignored the deadline was left running"
 		}
-	case r.skipReason != "":
-		res.Outcome, res.Reason = wire.Skipped, r.skipReason
+	case skip != "":
+		res.Outcome, res.Reason = wire.Skipped, skip
 	default:
 		res.Outcome, res.Reason = outcome(sc, res.Steps)
 	}
@@ -163,7 +171,10 @@ func (r *scenarioRun) steps(ctx context.Context) []wire.StepResult {
 		sr.Micros = time.Since(t).Microseconds()
 		r.describe(st, &sr)
 		out = append(out, sr)
-		if r.skipReason != "" || (sr.Result != wire.OK && !st.Try) {
+		r.mu.Lock()
+		skip := r.skipReason != ""
+		r.mu.Unlock()
+		if skip || (sr.Result != wire.OK && !st.Try) {
 			break
 		}
 	}
@@ -545,7 +556,11 @@ func spreadOutcome(counts []int) string {
 
 func (r *scenarioRun) closeAll() {
 	r.local.shut()
-	for _, h := range r.procs {
+	r.mu.Lock()
+	r.shut = true
+	procs := r.procs
+	r.mu.Unlock()
+	for _, h := range procs {
 		h.stop() // a helper closes its sockets as it exits
 	}
 }

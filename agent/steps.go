@@ -30,7 +30,10 @@ func (r *scenarioRun) process(st wire.Step) (sockets, error) {
 	if name == "" {
 		return r.local, nil
 	}
-	if h, ok := r.procs[name]; ok {
+	r.mu.Lock()
+	h, ok := r.procs[name]
+	r.mu.Unlock()
+	if ok {
 		return h, nil
 	}
 	user := ""
@@ -40,9 +43,18 @@ func (r *scenarioRun) process(st wire.Step) (sockets, error) {
 	h, err := startHelper(user)
 	if err != nil {
 		if st.User == "other" {
+			r.mu.Lock()
 			r.skipReason = "could not start the second user's helper: " + err.Error()
+			r.mu.Unlock()
 		}
 		return nil, fmt.Errorf("starting process %s: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shut {
+		// The scenario ended while the process started: nothing would end it.
+		h.stop()
+		return nil, errShut
 	}
 	r.procs[name] = h
 	return h, nil

@@ -149,11 +149,17 @@ func TestHelpersEndWithTheirScenario(t *testing.T) {
 		parseSteps(t, "left", "udp", "socket A proc=two", "socket B proc=three", "bind B loop:P"),
 		parseSteps(t, "ended", "udp", "socket A proc=two", "exit two", "socket B proc=three", "kill three SIGTERM"),
 	}
-	_, res := runInProcess(t, scs)
+	// A scenario whose deadline comes while its helper process starts.
+	late := parseSteps(t, "late", "udp", "sleep 15ms", "socket A proc=two", "socket B proc=three")
+	late.Timeout = 16
+	_, res := runInProcess(t, append(scs, late))
 	for _, sc := range scs {
 		if r := res[sc.ID]; r.Outcome != wire.OK {
 			t.Errorf("%s: %s (%s)", sc.ID, r.Outcome, r.Reason)
 		}
+	}
+	if r := res["late"]; r.Outcome != wire.Timeout {
+		t.Errorf("late: %s (%s), want timeout", r.Outcome, r.Reason)
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
