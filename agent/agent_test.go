@@ -115,7 +115,7 @@ var observedLinux = map[string]string{
 	"reuseport/first-lacks/released/udp":        "EADDRINUSE then ok",
 	"connect/different-destination-port/tcp":    "ok",
 	"linux/reuseport-same-user-process/tcp":     "ok",
-	"windows/steal-from-process/udp":           "EADDRINUSE then data then EAGAIN",
+	"windows/steal-from-process/udp":            "EADDRINUSE then data then EAGAIN",
 	"kernel/udp-hash2-wildcard/10-specific/any": "EADDRINUSE",
 }
 
