@@ -70,6 +70,9 @@ func startHelper(user string) (*helper, error) {
 		return nil, fmt.Errorf("finding the agent's own binary to run as %s: %w", who, err)
 	}
 	cmd := exec.Command(exe, HelperFlag)
+	// A helper a scenario kills with SIGSEGV crashes as Go programs do; its
+	// goroutine dump would only fill the agent's standard error.
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=none")
 	if user != "" {
 		if err := runAs(cmd, user); err != nil {
 			return nil, err

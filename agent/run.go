@@ -17,6 +17,10 @@ import (
 // on loopback a connection that was made is queued within microseconds.
 const acceptWait = 500 * time.Millisecond
 
+// spreadDrainEvery is how many connections a TCP spread makes between two
+// drains of its listeners.
+const spreadDrainEvery = 16
+
 // stragglerWait bounds how long a timed-out scenario waits for its steps to
 // stop. Every wait in a step ends at the scenario's deadline, so they stop
 // within milliseconds of it; this is only a guard against a call that
@@ -503,7 +507,11 @@ func (r *scenarioRun) spread(st wire.Step) wire.StepResult {
 			return result(fmt.Sprintf("%s: sending #%d", call, i+1), err)
 		}
 		sent++
-		if proto == "tcp" {
+		// Connections wait in their listener's backlog (128) until drained;
+		// draining every spreadDrainEvery keeps even one listener that gets
+		// them all well below it, without a round trip to each helper
+		// process per connection.
+		if proto == "tcp" && sent%spreadDrainEvery == 0 {
 			drain()
 		}
 		t.close(name)
