@@ -225,6 +225,12 @@ func trace(r Row, cl Cell) string {
 		if len(st.Counts) > 0 {
 			fmt.Fprintf(&b, " counts %v of %d", st.Counts, st.Sent)
 		}
+		if st.Bytes != 0 {
+			fmt.Fprintf(&b, " %d bytes", st.Bytes)
+		}
+		if st.Waited != 0 {
+			fmt.Fprintf(&b, " waited %dms", st.Waited)
+		}
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "outcome: %s\n", res.Outcome)
