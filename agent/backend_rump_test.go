@@ -188,14 +188,19 @@ func TestOtherUser(t *testing.T) {
 	if r := res["other"]; r != nil && (r.Steps[2].Ret == nil || *r.Steps[2].Ret != 0) {
 		t.Errorf("the other process's first socket is %v, want descriptor 0", r.Steps[2].Ret)
 	}
-	proc, err := otherProcFor(1000)
+	h, err := startProcess(env.OtherUser)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer h.stop()
 	var uid int
-	do(proc, func() { uid = rumpGetuid() })
+	do(h.(*rumpProc).proc, func() { uid = rumpGetuid() })
 	if uid != 1000 {
 		t.Errorf("the second process has uid %d", uid)
+	}
+	// Each scenario's processes end with it.
+	if live := processes(); len(live) != 2 {
+		t.Errorf("processes alive: %v, want the agent's and the one started here", live)
 	}
 }
 
@@ -365,7 +370,10 @@ func TestWholeCatalog(t *testing.T) {
 			t.Errorf("%s: %s (%s)", id, r.Outcome, r.Reason)
 		}
 	}
-	for proc := range processes() {
+	if live := processes(); len(live) != 1 {
+		t.Errorf("processes alive after the catalog: %v, want only the agent's", live)
+	}
+	for _, proc := range processes() {
 		if open := openFDs(proc); len(open) > 0 {
 			t.Errorf("process %d still has descriptors %v open", proc, open)
 		}
