@@ -56,6 +56,29 @@ type helper struct {
 	out    *bufio.Scanner
 	dead   bool
 	waited chan struct{} // closed once the process has ended and been reaped
+	stderr *mutable      // the helper's standard error, muted by kill
+}
+
+// mutable passes writes on to w until muted.
+type mutable struct {
+	mu    sync.Mutex
+	w     io.Writer
+	muted bool
+}
+
+func (m *mutable) Write(b []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.muted {
+		return len(b), nil
+	}
+	return m.w.Write(b)
+}
+
+func (m *mutable) mute() {
+	m.mu.Lock()
+	m.muted = true
+	m.mu.Unlock()
 }
 
 // startHelper re-executes this binary, as user when user is not "" (the
@@ -71,14 +94,17 @@ func startHelper(user string) (*helper, error) {
 	}
 	cmd := exec.Command(exe, HelperFlag)
 	// A helper a scenario kills with SIGSEGV crashes as Go programs do; its
-	// goroutine dump would only fill the agent's standard error.
+	// goroutine dump would only fill the agent's standard error. Go prints
+	// one for a SIGSEGV sent by kill even with GOTRACEBACK=none, so the
+	// helper's standard error is also muted once a kill step signals it.
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=none")
+	stderr := &mutable{w: os.Stderr}
 	if user != "" {
 		if err := runAs(cmd, user); err != nil {
 			return nil, err
 		}
 	}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("starting helper as %s: %w", who, err)
@@ -90,7 +116,7 @@ func startHelper(user string) (*helper, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting helper as %s (%s must be executable by that user): %w", who, exe, err)
 	}
-	h := &helper{cmd: cmd, in: in, out: bufio.NewScanner(out), waited: make(chan struct{})}
+	h := &helper{cmd: cmd, in: in, out: bufio.NewScanner(out), waited: make(chan struct{}), stderr: stderr}
 	go func() { cmd.Wait(); close(h.waited) }()
 	if _, err := h.call(helperRequest{Op: "ping"}); err != nil {
 		h.stop()
@@ -191,6 +217,7 @@ func (h *helper) kill(sig string) (string, error) {
 	}
 	pid := h.cmd.Process.Pid
 	call := fmt.Sprintf("kill(%d, %s)", pid, sig)
+	h.stderr.mute()
 	if err := sysSignal(h.cmd.Process, sig); err != nil {
 		return call, err
 	}
