@@ -182,11 +182,20 @@ func testPrefix(t *testing.T) string {
 	return fmt.Sprintf("labtest%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
 }
 
-// TestAgentBackend runs the agent package's own F-Stack tests (the backend
-// unit tests and the constants-against-headers test) built against the
-// library, with the library's FreeBSD headers.
+// TestAgentBackend runs go vet with the fstack tags (and the fault build's)
+// and the agent package's own F-Stack tests (the backend unit tests and the
+// constants-against-headers test) built against the library, with the
+// library's FreeBSD headers.
 func TestAgentBackend(t *testing.T) {
 	lib := testLib(t)
+	for _, tags := range []string{Tags, Tags + " fstackfault"} {
+		vet := exec.Command("go", "vet", "-tags", tags, "./agent", "./cmd/lab-agent")
+		vet.Dir = labSource
+		vet.Env = append(os.Environ(), lib.AgentEnv()...)
+		if out, err := vet.CombinedOutput(); err != nil {
+			t.Errorf("go vet -tags %q: %v\n%s", tags, err, out)
+		}
+	}
 	cmd := exec.Command("go", "test", "-tags", Tags, "-count=1", "-v", "./agent")
 	cmd.Dir = labSource
 	cmd.Env = append(os.Environ(), lib.AgentEnv()...)
