@@ -169,12 +169,6 @@ func (r helperReply) err() error {
 	return &callError{Name: r.Err, Errno: r.Errno}
 }
 
-func (h *helper) broken() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.dead
-}
-
 // helperExitWait bounds how long an ending helper may take to go: it only
 // has to leave its loop, or die of a signal.
 const helperExitWait = 2 * time.Second

@@ -63,11 +63,16 @@ func buildAgent(t testing.TB, tags string) string {
 	return ab.path
 }
 
-func catalogRequest(t testing.TB) ([]byte, []wire.Scenario) {
+// catalogRequest is the catalog as an agent request: all of it, or with
+// fast the catalog a run without --only runs (no slow scenarios).
+func catalogRequest(t testing.TB, fast bool) ([]byte, []wire.Scenario) {
 	t.Helper()
 	scs, err := scenario.ParseFile("../scenarios.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fast {
+		scs = scenario.Filter(scs, "")
 	}
 	ws := scenario.Wire(scs)
 	req, err := json.Marshal(wire.Request{Scenarios: ws})
@@ -123,7 +128,7 @@ func runAgent(t testing.TB, bin string, req []byte, env ...string) *agentRun {
 // docs/netbsd-rump.md, explain them).
 func TestAgentCatalog(t *testing.T) {
 	bin := buildAgent(t, rump.Tags)
-	req, scs := catalogRequest(t)
+	req, scs := catalogRequest(t, false)
 	start := time.Now()
 	r := runAgent(t, bin, req)
 	if r.err != nil {
@@ -300,7 +305,8 @@ func TestAgentBackend(t *testing.T) {
 	}
 }
 
-// BenchmarkCatalogRump runs the whole catalog on the rump agent, a process
+// BenchmarkCatalogRump runs the catalog a run without --only runs (the slow
+// scenarios left out) on the rump agent, a process
 // started per run as the provider starts it (boot included), against the
 // ordinary agent on this machine's kernel measured the same way in the same
 // run.
@@ -312,7 +318,7 @@ func BenchmarkCatalogRump(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building the ordinary agent: %v\n%s", err, out)
 	}
-	req, scs := catalogRequest(b)
+	req, scs := catalogRequest(b, true)
 	measure := func(bin string) time.Duration {
 		start := time.Now()
 		r := runAgent(b, bin, req)
