@@ -188,14 +188,19 @@ func TestOtherUser(t *testing.T) {
 	if r := res["other"]; r != nil && (r.Steps[2].Ret == nil || *r.Steps[2].Ret != 0) {
 		t.Errorf("the other process's first socket is %v, want descriptor 0", r.Steps[2].Ret)
 	}
-	proc, err := otherProcFor(1000)
+	h, err := startProcess(env.OtherUser)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer h.stop()
 	var uid int
-	do(proc, func() { uid = rumpGetuid() })
+	do(h.(*rumpProc).proc, func() { uid = rumpGetuid() })
 	if uid != 1000 {
 		t.Errorf("the second process has uid %d", uid)
+	}
+	// Each scenario's processes end with it.
+	if live := processes(); len(live) != 2 {
+		t.Errorf("processes alive: %v, want the agent's and the one started here", live)
 	}
 }
 
@@ -365,7 +370,10 @@ func TestWholeCatalog(t *testing.T) {
 			t.Errorf("%s: %s (%s)", id, r.Outcome, r.Reason)
 		}
 	}
-	for proc := range processes() {
+	if live := processes(); len(live) != 1 {
+		t.Errorf("processes alive after the catalog: %v, want only the agent's", live)
+	}
+	for _, proc := range processes() {
 		if open := openFDs(proc); len(open) > 0 {
 			t.Errorf("process %d still has descriptors %v open", proc, open)
 		}
@@ -402,4 +410,140 @@ func FuzzParseSockaddr(f *testing.F) {
 			t.Errorf("parseSockaddr(% x) = %s, which encodes as % x", b, ap, again)
 		}
 	})
+}
+
+// TestNewVerbsOnNetBSD: the steps beyond bind and connect on NetBSD's code,
+// each outcome from its source (file and function named with each case).
+func TestNewVerbsOnNetBSD(t *testing.T) {
+	listen := `"socket L", "bind L loop:P", "listen L"`
+	_, res := runYAML(t, `
+  - {id: udp-sendto-autobinds, title: t, source: s, proto: udp, steps: ["socket A", "try local A", "sendto A loop:P", "local A"]}
+  - {id: tcp-connect-autobinds, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "try local A", "connect A loop:P", "try local A", "peer A"]}
+  - {id: connect-replaces-wildcard, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "bind A any:Q", "try local A", "connect A loop:P", "local A"]}
+  - {id: port0, title: t, source: s, proto: tcp, steps: ["socket A", "bind A addr1:0", "local A"]}
+  - {id: no-peer, title: t, source: s, proto: udp, steps: ["socket A", "bind A addr1:P", "peer A"]}
+  - {id: graceful, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "send A 10", "close A", "recv S"]}
+  - {id: linger0-resets, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A SO_LINGER=0", "connect A loop:P", "accept L S", "send A 10", "close A", "recv S"]}
+  - {id: data, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "send A 100", "recv S"]}
+  - {id: nothing, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "recv S"]}
+  - {id: datagram, title: t, source: s, proto: udp, steps: ["socket A", "bind A loop:P", "socket B", "sendto B loop:P", "recv A"]}
+  - {id: exit-linger0, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A SO_LINGER=0 proc=two", "connect A loop:P", "accept L S", "send A 10", "exit two", "recv S"]}
+  - {id: kill-graceful, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A proc=two", "connect A loop:P", "accept L S", "kill two SIGSEGV", "recv S"]}
+  - {id: exit-frees-port, title: t, source: s, proto: tcp, steps: ["socket A proc=two", "bind A addr1:P", "socket B", "try bind B addr1:P", "exit two", "bind B addr1:P"]}
+  - {id: same-uid-shares, title: t, source: s, proto: udp, steps: ["socket A SO_REUSEPORT", "bind A addr1:P", "socket B SO_REUSEPORT proc=two", "bind B addr1:P"]}
+  - {id: linger-waits, title: t, source: s, proto: tcp, timeout: 5s, steps: [`+listen+`, "socket A SO_LINGER=1", "connect A loop:P", "accept L S", "send A 8000000", "try close A", "recv S"]}
+`)
+	for id, want := range map[string]string{
+		// udp_output binds an unbound socket to the wildcard and a port from
+		// the anonymous range first (in_pcbbind(inp, NULL), udp_usrreq.c).
+		"udp-sendto-autobinds": "unbound then any:ephemeral",
+		// in_pcbconnect takes the route's source address and, for port 0,
+		// in_pcbbind's anonymous port (in_pcb.c:540-560).
+		"tcp-connect-autobinds":     "unbound then loop:ephemeral then loop:P",
+		"connect-replaces-wildcard": "any:Q then loop:Q",
+		// in_pcbsetport picks from anonportmin..anonportmax.
+		"port0": "addr1:ephemeral",
+		// getpeername on an unconnected socket: ENOTCONN.
+		"no-peer":  "none",
+		"graceful": "eof",
+		// tcp_disconnect drops (a RST) a socket with SO_LINGER and a
+		// linger time of 0 (tcp_usrreq.c), whoever closes it.
+		"linger0-resets": "ECONNRESET",
+		"data":           "data",
+		"nothing":        "EAGAIN",
+		"datagram":       "data",
+		// The process's end closes its sockets through fd_free and soclose,
+		// the path of close(): with SO_LINGER=0 a reset, no lingering.
+		"exit-linger0":    "ECONNRESET",
+		"kill-graceful":   "eof",
+		"exit-frees-port": "EADDRINUSE then ok",
+		// One uid: SO_REUSEPORT on both shares the port (in_pcb.c:362-386).
+		"same-uid-shares": "ok",
+		// soclose waits for the linger time on a blocking socket (sowait,
+		// uipc_socket.c:761-765) and returns its EWOULDBLOCK when the time
+		// runs out (NetBSD's EAGAIN, 35); the close goes on gracefully, so S
+		// reads what was queued, then the end of the stream.
+		"linger-waits": "EAGAIN then eof",
+	} {
+		wantOutcome(t, res, id, want)
+	}
+	if r := res["linger-waits"]; r != nil && len(r.Steps) == 10 {
+		if close := r.Steps[8]; close.Micros < 900_000 || close.Errno != 35 {
+			t.Errorf("the lingering close took %d µs and failed with errno %d; want about 1 s and 35", close.Micros, close.Errno)
+		}
+		if sent, read := r.Steps[7].Bytes, r.Steps[9].Bytes; sent == 0 || read != sent {
+			t.Errorf("send queued %d bytes and recv read %d; want all that was queued", sent, read)
+		}
+	}
+	if r := res["exit-linger0"]; r != nil && len(r.Steps) == 9 && !strings.Contains(r.Steps[7].Call, "rump_pub_lwproc_releaselwp") {
+		t.Errorf("exit's call %q does not say how the process ended", r.Steps[7].Call)
+	}
+	if live := processes(); len(live) != 1 {
+		t.Errorf("processes alive after the scenarios: %v, want only the agent's", live)
+	}
+}
+
+// TestEndedProcessHoldsNothing: once a rump process has exited its
+// descriptors are gone (fd_free closed them) and every call on its sockets
+// fails without reaching the kernel, as one on the host's dead helper does.
+func TestEndedProcessHoldsNothing(t *testing.T) {
+	p, err := startProcess("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	if err := p.open("A", false, "udp"); err != nil {
+		t.Fatal(err)
+	}
+	proc := p.(*rumpProc).proc
+	if open := openFDs(proc); len(open) != 1 {
+		t.Fatalf("the new process has descriptors %v open, want one", open)
+	}
+	if _, err := p.exit(); err != nil {
+		t.Fatal(err)
+	}
+	for what, err := range map[string]error{
+		"bind":  p.bind("A", netip.MustParseAddrPort("127.0.0.1:0")),
+		"close": p.close("A"),
+		"open":  p.open("B", false, "udp"),
+	} {
+		if !errors.Is(err, errProcessEnded) {
+			t.Errorf("%s after exit: %v, want %v", what, err, errProcessEnded)
+		}
+	}
+	if _, err := p.kill("SIGKILL"); !errors.Is(err, errProcessEnded) {
+		t.Errorf("kill after exit: %v", err)
+	}
+	for _, live := range processes() {
+		if live == proc {
+			t.Errorf("process %d is still listed after its exit", proc)
+		}
+	}
+}
+
+// TestEphemeralRange: the range is NetBSD's default, IPPORT_ANONMIN to
+// IPPORT_ANONMAX (sys/netinet/in.h:149-150), read from the kernel.
+func TestEphemeralRange(t *testing.T) {
+	env, _ := runWire(t, nil)
+	if env.EphemeralPorts != "49152-65535" || env.EphemeralNote != "" {
+		t.Errorf("ephemeral ports %q (%s), want 49152-65535", env.EphemeralPorts, env.EphemeralNote)
+	}
+}
+
+// TestWaitfreeMeasuresNetBSDsMSL: waitfree on the connecting side's
+// TIME_WAIT entry measures 2 MSL, which tcp_established
+// (sys/netinet/tcp_subr.c:2066-2080) sets by the local address: 2 s
+// (tcp_msl_loop, PR_SLOWHZ ticks: 1 s) when it is 127.0.0.1 itself, 10 s
+// (tcp_msl_local, 5 s) for a peer on a local subnet, as 127.0.0.2 to
+// 127.0.0.1 is.
+func TestWaitfreeMeasuresNetBSDsMSL(t *testing.T) {
+	steps := func(addr string) string {
+		return `["socket L", "bind L loop:P", "listen L", "socket A", "bind A ` + addr + `:Q", "connect A loop:P", "accept L S", "close A", "close S", "sleep 20ms", "waitfree ` + addr + `:Q"]`
+	}
+	_, res := runYAML(t, `
+  - {id: loop, title: t, source: s, proto: tcp, timeout: 30s, steps: `+steps("loop")+`}
+  - {id: addr1, title: t, source: s, proto: tcp, timeout: 30s, steps: `+steps("addr1")+`}
+`)
+	wantOutcome(t, res, "loop", "2s")
+	wantOutcome(t, res, "addr1", "10s")
 }

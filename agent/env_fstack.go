@@ -19,6 +19,14 @@ const FStackKernel = "FreeBSD 13.0-stable (F-Stack bfad7eec, user-space stack)"
 // notOnFStack is why scenarios about privileges cannot be measured here.
 const notOnFStack = "not supported on this target: F-Stack grants every privilege"
 
+// oneProcess is why scenarios with proc= sockets cannot be measured here:
+// F-Stack's stack lives inside the agent's process, and no other process
+// can have sockets in it.
+const oneProcess = "not supported on this target: F-Stack's stack lives in one process, so no second process can hold sockets (proc=)"
+
+// noLingerWait is why a close that lingers cannot be measured here.
+const noLingerWait = "not supported on this target: F-Stack cannot sleep (_sleep returns EPERM, lib/ff_kern_synch.c), so a close with SO_LINGER on a time cannot wait it out"
+
 // kernelOS: the agent speaks for FreeBSD's stack, not the Linux host.
 func kernelOS() string { return "freebsd" }
 
@@ -44,12 +52,26 @@ func otherUser(string) (string, string) { return "", notOnFStack }
 
 func runAs(*exec.Cmd, string) error { return fmt.Errorf("%s", notOnFStack) }
 
-// notMeasurable skips scenarios whose outcome would be F-Stack's blanket
-// privilege rather than FreeBSD's rule: binding a reserved port (below
-// IPPORT_RESERVED: FreeBSD checks PRIV_NETINET_RESERVEDPORT in
-// in_pcbbind_setup) and, through otherUser, another user's sockets.
+// notMeasurable skips scenarios whose outcome would be F-Stack's rather
+// than FreeBSD's: binding a reserved port (below IPPORT_RESERVED: FreeBSD
+// checks PRIV_NETINET_RESERVEDPORT in in_pcbbind_setup) and, through
+// otherUser, another user's sockets, as F-Stack grants every privilege;
+// sockets of a second process (proc=), as F-Stack has one; and a close
+// that lingers on a time, as F-Stack cannot wait (noLingerWait).
 func notMeasurable(sc wire.Scenario) string {
+	lingering := map[string]bool{}
 	for _, st := range sc.Steps {
+		if st.Proc != "" {
+			return oneProcess
+		}
+		for _, o := range st.Options {
+			if o.Name == "SO_LINGER" && (st.Verb == wire.VerbSocket || st.Verb == wire.VerbSetopt) {
+				lingering[st.Sock] = !o.Off && o.Value > 0
+			}
+		}
+		if st.Verb == wire.VerbClose && lingering[st.Sock] {
+			return noLingerWait
+		}
 		if st.Verb != wire.VerbBind && st.Verb != wire.VerbTimewait {
 			continue
 		}
@@ -70,8 +92,15 @@ func onKernelThread(f func()) { f() }
 // their calls wait for the F-Stack thread, never block it.
 func goSteps(f func()) { go f() }
 
-// startOther is never called: otherUser leaves no user to start.
-func startOther(string) (otherProcess, error) { return nil, fmt.Errorf("%s", notOnFStack) }
+// slowBeside: as the steps of any goroutine, a slow scenario's calls are
+// tasks the F-Stack thread runs one at a time between the others' (onLoop),
+// so slow scenarios run beside the others, interleaved on that one thread;
+// their waits (waitfree's, sleep's) are on their own goroutines.
+const slowBeside = true
+
+// startProcess is never called: notMeasurable skips scenarios with proc=
+// sockets, and otherUser leaves no user for user=other ones.
+func startProcess(string) (process, error) { return nil, fmt.Errorf("%s", oneProcess) }
 
 // localUnicast: F-Stack's stack has none of the host's addresses, so if
 // lo0's aliases cannot be added there is nothing to fall back on.

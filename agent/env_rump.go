@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // kernelOS: the socket calls reach NetBSD's kernel code.
@@ -45,8 +44,11 @@ func hostOS() string {
 // hostname is the host's: the rump kernel has none of its own.
 func hostname() string { h, _ := os.Hostname(); return h }
 
-// uid is the agent's process's uid in the rump kernel (0: it is forked from
-// the kernel's init).
+// rumpAgentUID is the uid of the agent's process in the rump kernel: root,
+// as the kernel's init it is forked from. proc=NAME processes get it too.
+const rumpAgentUID = 0
+
+// uid is the agent's process's uid in the rump kernel (rumpAgentUID).
 func uid() int {
 	var u int
 	do(mainProc, func() { u = rumpGetuid() })
@@ -79,49 +81,9 @@ func parseUID(user string) (int, error) {
 	return n, nil
 }
 
-// startOther gives user=other sockets a second rump process with that uid
-// (and the same gid), forked from the agent's: NetBSD's bind then compares
-// the uids of the two sockets' owners, as on a NetBSD machine.
-func startOther(user string) (otherProcess, error) {
-	id, err := parseUID(user)
-	if err != nil {
-		return nil, err
-	}
-	proc, err := otherProcFor(id)
-	if err != nil {
-		return nil, fmt.Errorf("creating the rump process for %s: %w", user, err)
-	}
-	return &rumpOther{table: newTable(), proc: proc}, nil
-}
-
-// others are the second processes made so far, by uid: one kernel serves
-// every run of the agent's process (and of a test binary), and a process
-// lives as long as the kernel.
-var others struct {
-	sync.Mutex
-	byUID map[int]int
-}
-
-// otherProcFor returns the process with uid, making it the first time.
-func otherProcFor(uid int) (int, error) {
-	others.Lock()
-	defer others.Unlock()
-	if p, ok := others.byUID[uid]; ok {
-		return p, nil
-	}
-	p, err := newProcess(uid, uid)
-	if err != nil {
-		return 0, err
-	}
-	if others.byUID == nil {
-		others.byUID = map[int]int{}
-	}
-	others.byUID[uid] = p
-	return p, nil
-}
-
 // runAs is never used by the rump agent (helper.go needs it to build):
-// user=other sockets live in a second rump process, not a host process.
+// proc= and user=other sockets live in a second rump process, not a host
+// process.
 func runAs(cmd *exec.Cmd, name string) error {
 	return errors.New("the rump agent runs user=other sockets in a second rump process, not as a host user")
 }

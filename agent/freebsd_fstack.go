@@ -10,20 +10,26 @@ package agent
 // FreeBSD's. TestFreeBSDConstants checks every value here against those
 // headers.
 const (
-	fbSolSocket      = 0xffff     // SOL_SOCKET
-	fbSoReuseAddr    = 0x00000004 // SO_REUSEADDR
-	fbSoReusePort    = 0x00000200 // SO_REUSEPORT
-	fbSoReusePortLB  = 0x00010000 // SO_REUSEPORT_LB
-	fbSoError        = 0x1007     // SO_ERROR
-	fbAFInet         = 2          // AF_INET
-	fbAFInet6        = 28         // AF_INET6
-	fbIPProtoIPv6    = 41         // IPPROTO_IPV6
-	fbIPv6V6Only     = 27         // IPV6_V6ONLY
-	fbIFNameSize     = 16         // IFNAMSIZ
-	fbPollIn         = 0x0001     // POLLIN
-	fbPollOut        = 0x0004     // POLLOUT
-	fbIPPortReserved = 1024       // IPPORT_RESERVED: ports below need PRIV_NETINET_RESERVEDPORT
-	fbFreeBSDVersion = 1300139    // __FreeBSD_version (sys/param.h): 13.0-stable
+	fbSolSocket         = 0xffff     // SOL_SOCKET
+	fbSoReuseAddr       = 0x00000004 // SO_REUSEADDR
+	fbSoReusePort       = 0x00000200 // SO_REUSEPORT
+	fbSoReusePortLB     = 0x00010000 // SO_REUSEPORT_LB
+	fbSoError           = 0x1007     // SO_ERROR
+	fbSoLinger          = 0x00000080 // SO_LINGER; struct linger is two ints (fbSizeofLinger bytes)
+	fbSizeofLinger      = 8
+	fbMsgNoSignal       = 0x00020000 // MSG_NOSIGNAL
+	fbCtlSysctl         = 0          // CTL_SYSCTL (sys/sysctl.h)
+	fbCtlSysctlName2OID = 3          // CTL_SYSCTL_NAME2OID
+	fbCtlMaxName        = 24         // CTL_MAXNAME
+	fbAFInet            = 2          // AF_INET
+	fbAFInet6           = 28         // AF_INET6
+	fbIPProtoIPv6       = 41         // IPPROTO_IPV6
+	fbIPv6V6Only        = 27         // IPV6_V6ONLY
+	fbIFNameSize        = 16         // IFNAMSIZ
+	fbPollIn            = 0x0001     // POLLIN
+	fbPollOut           = 0x0004     // POLLOUT
+	fbIPPortReserved    = 1024       // IPPORT_RESERVED: ports below need PRIV_NETINET_RESERVEDPORT
+	fbFreeBSDVersion    = 1300139    // __FreeBSD_version (sys/param.h): 13.0-stable
 
 	// ioctl numbers are _IOW(group, num, type): IOC_IN (0x80000000) | the
 	// argument's size << 16 | group << 8 | num.

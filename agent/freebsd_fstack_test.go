@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // HeadersEnv names the directory of FreeBSD headers from the F-Stack tree
@@ -84,6 +85,11 @@ func TestFreeBSDConstants(t *testing.T) {
 		{"sys/socket.h", "SO_REUSEPORT", fbSoReusePort},
 		{"sys/socket.h", "SO_REUSEPORT_LB", fbSoReusePortLB},
 		{"sys/socket.h", "SO_ERROR", fbSoError},
+		{"sys/socket.h", "SO_LINGER", fbSoLinger},
+		{"sys/socket.h", "MSG_NOSIGNAL", fbMsgNoSignal},
+		{"sys/sysctl.h", "CTL_SYSCTL", fbCtlSysctl},
+		{"sys/sysctl.h", "CTL_SYSCTL_NAME2OID", fbCtlSysctlName2OID},
+		{"sys/sysctl.h", "CTL_MAXNAME", fbCtlMaxName},
 		{"sys/socket.h", "AF_INET", fbAFInet},
 		{"sys/socket.h", "AF_INET6", fbAFInet6},
 		{"netinet/in.h", "IPPROTO_IPV6", fbIPProtoIPv6},
@@ -124,6 +130,7 @@ func TestFreeBSDConstants(t *testing.T) {
 			{"net/if.h", "ifaliasreq", "char ifra_name[IFNAMSIZ]; struct sockaddr ifra_addr; struct sockaddr ifra_broadaddr; struct sockaddr ifra_mask; int ifra_vhid;"},
 			{"sys/socket.h", "sockaddr", "unsigned char sa_len; sa_family_t sa_family; char sa_data[14];"},
 			{"netinet/in.h", "sockaddr_in", "uint8_t sin_len; sa_family_t sin_family; in_port_t sin_port; struct in_addr sin_addr; char sin_zero[8];"},
+			{"sys/socket.h", "linger", "int l_onoff; int l_linger;"},
 		} {
 			hdr := readHeader(t, dir, s.header)
 			m := regexp.MustCompile(`(?s)\nstruct\s+` + s.name + `\s*\{(.*?)\};`).FindStringSubmatch(hdr)
@@ -137,6 +144,9 @@ func TestFreeBSDConstants(t *testing.T) {
 		}
 		// The sizes the layouts give: sockaddr and sockaddr_in 1+1+14 and
 		// 1+1+2+4+8 bytes, ifaliasreq IFNAMSIZ + 3 sockaddrs + an int.
+		if unsafe.Sizeof(fbLinger{}) != fbSizeofLinger || fbSizeofLinger != 4+4 {
+			t.Errorf("struct linger is %d bytes here", unsafe.Sizeof(fbLinger{}))
+		}
 		if fbSockaddrInSize != 16 || fbIfaliasreqSize != 16+3*16+4 {
 			t.Errorf("sizes %d, %d", fbSockaddrInSize, fbIfaliasreqSize)
 		}

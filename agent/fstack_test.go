@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"lab/scenario"
 	"lab/wire"
 )
 
@@ -267,5 +268,88 @@ func TestPrivilegeScenariosAreSkipped(t *testing.T) {
 	}
 	if r := res["high"]; r == nil || r.Outcome != wire.OK {
 		t.Errorf("bind to port 0: %+v, want ok", r)
+	}
+}
+
+// runYAML runs scenarios written in the scenario language on F-Stack.
+func runYAML(t *testing.T, yaml string) (*wire.Env, map[string]*wire.Result) {
+	t.Helper()
+	scs, err := scenario.Parse("test.yaml", []byte("scenarios:\n"+yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env *wire.Env
+	res := map[string]*wire.Result{}
+	err = Run(context.Background(), wire.Request{Scenarios: scenario.Wire(scs)}, func(l wire.Line) error {
+		if l.Env != nil {
+			env = l.Env
+		}
+		if l.Result != nil {
+			res[l.Result.ID] = l.Result
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, res
+}
+
+// TestNewVerbsOnFStack: the steps beyond bind and connect on FreeBSD 13's
+// code, each outcome from its source in the F-Stack tree (freebsd/).
+func TestNewVerbsOnFStack(t *testing.T) {
+	listen := `"socket L", "bind L loop:P", "listen L"`
+	env, res := runYAML(t, `
+  - {id: udp-sendto-autobinds, title: t, source: s, proto: udp, steps: ["socket A", "try local A", "sendto A loop:P", "local A"]}
+  - {id: tcp-connect-autobinds, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "try local A", "connect A loop:P", "try local A", "peer A"]}
+  - {id: connect-replaces-wildcard, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "bind A any:Q", "try local A", "connect A loop:P", "local A"]}
+  - {id: port0, title: t, source: s, proto: tcp, steps: ["socket A", "bind A addr1:0", "local A"]}
+  - {id: no-peer, title: t, source: s, proto: udp, steps: ["socket A", "bind A addr1:P", "peer A"]}
+  - {id: graceful, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "send A 10", "close A", "recv S"]}
+  - {id: linger0-resets, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A SO_LINGER=0", "connect A loop:P", "accept L S", "send A 10", "close A", "recv S"]}
+  - {id: linger-set, title: t, source: s, proto: tcp, steps: ["socket A SO_LINGER=5", "setopt A SO_LINGER=0", "setopt A SO_LINGER=off"]}
+  - {id: data, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "send A 100", "recv S"]}
+  - {id: nothing, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A", "connect A loop:P", "accept L S", "recv S"]}
+  - {id: datagram, title: t, source: s, proto: udp, steps: ["socket A", "bind A loop:P", "socket B", "sendto B loop:P", "recv A"]}
+  - {id: process, title: t, source: s, proto: tcp, steps: ["socket A proc=two", "bind A addr1:P", "exit two"]}
+  - {id: linger-waits, title: t, source: s, proto: tcp, steps: [`+listen+`, "socket A SO_LINGER=1", "connect A loop:P", "accept L S", "send A 100000", "close A", "recv S"]}
+`)
+	for id, want := range map[string]string{
+		// udp_output binds an unbound socket first: in_pcbconnect_setup
+		// then in_pcbbind_setup with the wildcard (netinet/udp_usrreq.c).
+		"udp-sendto-autobinds": "unbound then any:ephemeral",
+		// tcp_connect binds with the route's source address
+		// (in_pcbconnect_setup, netinet/in_pcb.c).
+		"tcp-connect-autobinds":     "unbound then loop:ephemeral then loop:P",
+		"connect-replaces-wildcard": "any:Q then loop:Q",
+		// in_pcb_lport picks from ipport_firstauto..ipport_lastauto.
+		"port0":    "addr1:ephemeral",
+		"no-peer":  "none",
+		"graceful": "eof",
+		// tcp_disconnect drops the connection (RST) for SO_LINGER with a
+		// time of 0 (netinet/tcp_usrreq.c).
+		"linger0-resets": "ECONNRESET",
+		"linger-set":     wire.OK,
+		"data":           "data",
+		"nothing":        "EAGAIN",
+		"datagram":       "data",
+		"process":        wire.Skipped,
+		"linger-waits":   wire.Skipped,
+	} {
+		r := res[id]
+		if r == nil || r.Outcome != want {
+			t.Errorf("%s: %+v, want %s", id, r, want)
+		}
+	}
+	if r := res["process"]; r != nil && r.Reason != oneProcess {
+		t.Errorf("process: skipped for %q", r.Reason)
+	}
+	if r := res["linger-waits"]; r != nil && r.Reason != noLingerWait {
+		t.Errorf("linger-waits: skipped for %q", r.Reason)
+	}
+	// FreeBSD's default range, IPPORT_EPHEMERALFIRST..LAST (netinet/in.h),
+	// read from the stack with sysctl.
+	if env.EphemeralPorts != "10000-65535" {
+		t.Errorf("ephemeral ports %q (%s)", env.EphemeralPorts, env.EphemeralNote)
 	}
 }

@@ -23,9 +23,14 @@ func onKernelThread(f func()) { f() }
 // blocking despite its deadline cannot hang the agent.
 func goSteps(f func()) { go f() }
 
-// startOther starts the process for user=other sockets: the helper, this
-// binary run again as user.
-func startOther(user string) (otherProcess, error) {
+// slowBeside: the host kernel takes calls from any thread, so slow
+// scenarios run on goroutines beside the others.
+const slowBeside = true
+
+// startProcess starts a process for a scenario's proc= or user=other
+// sockets: the helper, this binary run again, as user when user is not ""
+// (as the agent's own user otherwise).
+func startProcess(user string) (process, error) {
 	h, err := startHelper(user)
 	if err != nil {
 		return nil, err

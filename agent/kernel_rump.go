@@ -210,6 +210,11 @@ func do(proc int, f func()) {
 // calls need no handoff.
 func onKernelThread(f func()) { do(mainProc, f) }
 
+// slowBeside: every call is made on the kernel's one thread, which runs
+// the whole run (onKernelThread), so a slow scenario cannot run beside the
+// others; it runs in its place in the catalog, in order.
+const slowBeside = false
+
 // goSteps runs a scenario's steps at once when the caller is on the
 // kernel's thread. Another goroutine would gain nothing there: every call
 // is made on the one thread, so a call that ignored its deadline would hold
@@ -222,27 +227,37 @@ func goSteps(f func()) {
 	go f()
 }
 
-// switchTo moves the kernel's thread into process proc (on the thread).
+// switchTo moves the kernel's thread into process proc (on the thread). A
+// process that has ended has no lwp to switch to: a call meant for it is a
+// bug, which would otherwise leave the thread with no lwp at all.
 func (k *kernel) switchTo(proc int) {
 	if proc != k.cur {
+		if k.lwps[proc] == nil {
+			panic(fmt.Sprintf("a call in rump process %d, which has ended", proc))
+		}
 		C.rump_pub_lwproc_switch(k.lwps[proc])
 		k.cur = proc
 	}
 }
 
-// processes says how many processes the agent has made in the kernel.
-func processes() int {
-	var n int
-	do(mainProc, func() { n = len(theKernel().lwps) })
-	return n
+// processes lists the processes the agent has made in the kernel that have
+// not ended, the agent's own first.
+func processes() []int {
+	var live []int
+	do(mainProc, func() {
+		for p, l := range theKernel().lwps {
+			if l != nil {
+				live = append(live, p)
+			}
+		}
+	})
+	return live
 }
 
 // newProcess forks a process from the agent's with a clean descriptor table
 // and gives it uid and gid (setgid first: after setuid it may no longer);
-// it returns the process's number.
-func newProcess(uid, gid int) (int, error) {
-	var proc int
-	var err error
+// it returns the process's number and its pid in the rump kernel.
+func newProcess(uid, gid int) (proc, pid int, err error) {
 	do(mainProc, func() {
 		k := theKernel()
 		if e := C.rump_pub_lwproc_rfork(C.RUMP_RFCFDG); e != 0 {
@@ -252,6 +267,7 @@ func newProcess(uid, gid int) (int, error) {
 		k.lwps = append(k.lwps, C.rump_pub_lwproc_curlwp())
 		proc = len(k.lwps) - 1
 		k.cur = proc
+		pid = int(C.rump_sys_getpid())
 		if r, e := C.rump_sys_setgid(C.gid_t(gid)); r != 0 {
 			err = os.NewSyscallError("setgid", errnoOf(e))
 			return
@@ -260,7 +276,28 @@ func newProcess(uid, gid int) (int, error) {
 			err = os.NewSyscallError("setuid", errnoOf(e))
 		}
 	})
-	return proc, err
+	if err != nil && proc != mainProc {
+		releaseProcess(proc)
+	}
+	return proc, pid, err
+}
+
+// releaseProcess ends process proc: its only lwp is released
+// (rump_pub_lwproc_releaselwp), and the switch back to the agent's process
+// frees it, calling fd_free() in its context first (rump_lwproc_switch,
+// sys/rump/librump/rumpkern/lwproc.c), which closes every descriptor it
+// had, as a NetBSD process's exit does (exit1, sys/kern/kern_exit.c:286).
+func releaseProcess(proc int) {
+	if proc == mainProc {
+		panic("releasing the agent's own rump process")
+	}
+	do(proc, func() {
+		k := theKernel()
+		C.rump_pub_lwproc_releaselwp()
+		C.rump_pub_lwproc_switch(k.lwps[mainProc])
+		k.lwps[proc] = nil
+		k.cur = mainProc
+	})
 }
 
 // sysctl reads (old != nil) or writes (new != nil) the node the kernel names

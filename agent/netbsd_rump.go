@@ -20,6 +20,10 @@ const (
 	nbSO_REUSEADDR = 0x0004
 	nbSO_REUSEPORT = 0x0200
 	nbSO_ERROR     = 0x1007
+	nbSO_LINGER    = 0x0080
+	nbMSG_NOSIGNAL = 0x0400
+	// struct linger { int l_onoff; int l_linger; }: 8 bytes.
+	nbSizeofLinger = 8
 )
 
 // sys/netinet/in.h and sys/netinet6/in6.h

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // netbsdInclude is where package rump copied the NetBSD headers of the
@@ -56,6 +57,8 @@ func TestConstantsMatchNetBSDHeaders(t *testing.T) {
 		{"sys/socket.h", "SO_REUSEADDR", nbSO_REUSEADDR},
 		{"sys/socket.h", "SO_REUSEPORT", nbSO_REUSEPORT},
 		{"sys/socket.h", "SO_ERROR", nbSO_ERROR},
+		{"sys/socket.h", "SO_LINGER", nbSO_LINGER},
+		{"sys/socket.h", "MSG_NOSIGNAL", nbMSG_NOSIGNAL},
 		{"netinet/in.h", "IPPROTO_IPV6", nbIPPROTO_IPV6},
 		{"netinet6/in6.h", "IPV6_V6ONLY", nbIPV6_V6ONLY},
 		{"sys/fcntl.h", "F_GETFL", nbF_GETFL},
@@ -113,7 +116,7 @@ func structFields(t *testing.T, header, name string) []string {
 		t.Fatal(err)
 	}
 	src := regexp.MustCompile(`(?s)/\*.*?\*/`).ReplaceAllString(string(b), "")
-	m := regexp.MustCompile(`(?s)\nstruct ` + name + ` \{\n(.*?)\n\};`).FindStringSubmatch(src)
+	m := regexp.MustCompile(`(?s)\nstruct\s+` + name + `\s*\{\n(.*?)\n\};`).FindStringSubmatch(src)
 	if m == nil {
 		t.Fatalf("%s declares no struct %s", header, name)
 	}
@@ -155,6 +158,8 @@ func TestStructLayouts(t *testing.T) {
 		{"netinet/in.h", "sockaddr_in", []string{"uint8_t sin_len", "sa_family_t sin_family", "in_port_t sin_port", "struct in_addr sin_addr", "__int8_t sin_zero[8]"}},
 		// 1+1+2+4+16+4 = nbSizeofSockaddrIn6
 		{"netinet6/in6.h", "sockaddr_in6", []string{"uint8_t sin6_len", "sa_family_t sin6_family", "in_port_t sin6_port", "uint32_t sin6_flowinfo", "struct in6_addr sin6_addr", "uint32_t sin6_scope_id"}},
+		// the Go struct linger, nbSizeofLinger bytes
+		{"sys/socket.h", "linger", []string{"int l_onoff", "int l_linger"}},
 		// the Go struct pollfd
 		{"sys/poll.h", "pollfd", []string{"int fd", "short events", "short revents"}},
 		// 4+4+32+4+4 + 16 (union) + 4*8 (padded) = nbSizeofSysctlnode
@@ -177,6 +182,9 @@ func TestStructLayouts(t *testing.T) {
 		if !regexp.MustCompile(`typedef\s+` + typedef).Match(ansi) {
 			t.Errorf("sys/ansi.h lacks typedef %s", typedef)
 		}
+	}
+	if unsafe.Sizeof(linger{}) != nbSizeofLinger || nbSizeofLinger != 4+4 {
+		t.Errorf("struct linger is %d bytes here", unsafe.Sizeof(linger{}))
 	}
 	if nbSizeofSockaddrIn != 1+1+2+4+8 || nbSizeofSockaddrIn6 != 1+1+2+4+16+4 {
 		t.Errorf("sockaddr sizes %d, %d", nbSizeofSockaddrIn, nbSizeofSockaddrIn6)

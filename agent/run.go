@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"lab/wire"
@@ -15,6 +16,10 @@ import (
 // acceptWait bounds how long an accept step waits for a pending connection:
 // on loopback a connection that was made is queued within microseconds.
 const acceptWait = 500 * time.Millisecond
+
+// spreadDrainEvery is how many connections a TCP spread makes between two
+// drains of its listeners.
+const spreadDrainEvery = 16
 
 // stragglerWait bounds how long a timed-out scenario waits for its steps to
 // stop. Every wait in a step ends at the scenario's deadline, so they stop
@@ -25,37 +30,52 @@ const stragglerWait = time.Second
 // scenarioRun is the state of one scenario: its sockets, where each lives,
 // and its concrete ports.
 type scenarioRun struct {
-	sc       wire.Scenario
-	addrs    map[string]string
-	ports    map[string]int
-	local    *table
-	other    sockets // nil when user=other cannot run
+	sc    wire.Scenario
+	env   runEnv
+	addrs map[string]string
+	ports map[string]int
+	local *table
+	// procs are the scenario's other processes by name (proc=NAME, or
+	// "other" for user=other), started by the first socket step naming
+	// each; a process that exited or was killed stays here, dead. mu guards
+	// procs and shut: a step of a timed-out scenario may still be starting
+	// one when the scenario closes, and must not leave it running.
+	mu       sync.Mutex
+	shut     bool
+	procs    map[string]process
 	owner    map[string]sockets
+	protos   map[string]string // each socket's protocol
 	deadline time.Time
+	// skipReason ends the scenario as skipped: the other user's
+	// process could not start (guarded by mu).
+	skipReason string
 }
 
 // runScenario runs one scenario under its deadline; a scenario that outlives
-// it has outcome "timeout". Every socket the scenario opened is closed once
-// its steps have stopped. The steps run on their own goroutine so that a call
-// blocking despite the deadline cannot hang the agent.
-func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string, other sockets, otherNote string) *wire.Result {
+// it has outcome "timeout". Every socket the scenario opened is closed, and
+// every other process it started ended, once its steps have stopped. The
+// steps run on their own goroutine so that a call blocking despite the
+// deadline cannot hang the agent.
+func runScenario(ctx context.Context, sc wire.Scenario, env runEnv) *wire.Result {
 	start := time.Now()
 	timeout := sc.Timeout.Duration()
 	if timeout <= 0 {
 		timeout = 3 * time.Second
 	}
-	if needsOther(sc) && other == nil {
-		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: otherNote}
+	if needsOther(sc) && env.otherUser == "" {
+		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: env.otherNote}
 	}
 	if reason := notMeasurable(sc); reason != "" {
 		return &wire.Result{ID: sc.ID, Outcome: wire.Skipped, Reason: reason}
 	}
 	r := &scenarioRun{
 		sc:       sc,
-		addrs:    addrs,
+		env:      env,
+		addrs:    env.addrs,
 		local:    newTable(),
-		other:    other,
+		procs:    map[string]process{},
 		owner:    map[string]sockets{},
+		protos:   map[string]string{},
 		deadline: start.Add(timeout),
 	}
 	res := &wire.Result{ID: sc.ID, Addrs: map[string]string{}}
@@ -68,7 +88,7 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	res.Ports = ports
 	for _, st := range sc.Steps {
 		if st.Addr != "" {
-			if a, ok := addrs[st.Addr]; ok {
+			if a, ok := r.addrs[st.Addr]; ok {
 				res.Addrs[st.Addr] = a
 			}
 		}
@@ -96,13 +116,19 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 			abandoned = true
 		}
 	}
-	if timedOut {
+	r.mu.Lock()
+	skip := r.skipReason
+	r.mu.Unlock()
+	switch {
+	case timedOut:
 		res.Outcome = wire.Timeout
 		res.Reason = fmt.Sprintf("scenario did not finish within %s", timeout)
 		if abandoned {
 			res.Reason += "; a call that ignored the deadline was left running"
 		}
-	} else {
+	case skip != "":
+		res.Outcome, res.Reason = wire.Skipped, skip
+	default:
 		res.Outcome, res.Reason = outcome(sc, res.Steps)
 	}
 	r.closeAll()
@@ -110,14 +136,25 @@ func runScenario(ctx context.Context, sc wire.Scenario, addrs map[string]string,
 	return res
 }
 
-// outcome is the last step's result, unless an earlier step failed.
+// outcome is the last step's result, preceded by the result of every step
+// marked try (joined by wire.Then), unless a step before the last that is
+// not marked try failed.
 func outcome(sc wire.Scenario, steps []wire.StepResult) (string, string) {
+	var parts []string
 	for i, s := range steps {
-		if i == len(sc.Steps)-1 {
-			return s.Result, ""
-		}
-		if s.Result != wire.OK {
-			reason := fmt.Sprintf("step %d (%s): %s", i+1, s.Text, s.Result)
+		last := i == len(sc.Steps)-1
+		reason := fmt.Sprintf("step %d (%s): %s", i+1, s.Text, s.Result)
+		switch {
+		case s.Result == wire.Unsupported && (last || sc.Steps[i].Try):
+			return wire.Unsupported, reason
+		case s.Result == wire.Error && (last || sc.Steps[i].Try):
+			return wire.Error, reason + ": " + s.Call
+		case last || sc.Steps[i].Try:
+			parts = append(parts, s.Result)
+			if last {
+				return strings.Join(parts, wire.Then), ""
+			}
+		case s.Result != wire.OK:
 			if s.Result == wire.Unsupported {
 				return wire.Unsupported, reason
 			}
@@ -136,28 +173,33 @@ func (r *scenarioRun) steps(ctx context.Context) []wire.StepResult {
 			break
 		}
 		t := time.Now()
-		sr := r.step(st)
+		sr := r.step(ctx, st)
 		sr.Text = st.Text
 		sr.Micros = time.Since(t).Microseconds()
 		r.describe(st, &sr)
 		out = append(out, sr)
-		if sr.Result != wire.OK {
+		r.mu.Lock()
+		skip := r.skipReason != ""
+		r.mu.Unlock()
+		if skip || (sr.Result != wire.OK && !st.Try) {
 			break
 		}
 	}
 	return out
 }
 
-func (r *scenarioRun) step(st wire.Step) wire.StepResult {
+func (r *scenarioRun) step(ctx context.Context, st wire.Step) wire.StepResult {
 	switch st.Verb {
 	case wire.VerbSocket:
-		s := sockets(r.local)
-		if st.User == "other" {
-			s = r.other
+		s, err := r.process(st)
+		if err != nil {
+			return wire.StepResult{Result: wire.Error, Call: err.Error()}
 		}
 		r.owner[st.Sock] = s
-		call := fmt.Sprintf("socket(%s, %s)", familyName(st.IP6), r.sc.Proto)
-		if err := s.open(st.Sock, st.IP6, r.sc.Proto); err != nil {
+		proto := r.proto(st)
+		r.protos[st.Sock] = proto
+		call := fmt.Sprintf("socket(%s, %s)", familyName(st.IP6), proto)
+		if err := s.open(st.Sock, st.IP6, proto); err != nil {
 			return result(call, err)
 		}
 		for _, o := range st.Options {
@@ -186,6 +228,7 @@ func (r *scenarioRun) step(st wire.Step) wire.StepResult {
 	case wire.VerbAccept:
 		s := r.owner[st.Sock]
 		r.owner[st.NewName] = s
+		r.protos[st.NewName] = r.protos[st.Sock]
 		return r.withLocal(st.NewName, "accept()", s.accept(st.Sock, st.NewName, minTime(time.Now().Add(acceptWait), r.deadline)))
 	case wire.VerbClose:
 		return result("close()", r.owner[st.Sock].close(st.Sock))
@@ -193,14 +236,36 @@ func (r *scenarioRun) step(st wire.Step) wire.StepResult {
 		return r.timewait(st)
 	case wire.VerbSpread:
 		return r.spread(st)
+	case wire.VerbSend:
+		return r.send(st)
+	case wire.VerbSendto:
+		return r.sendto(st)
+	case wire.VerbRecv:
+		return r.recv(st)
+	case wire.VerbLocal, wire.VerbPeer:
+		return r.classify(st)
+	case wire.VerbExit, wire.VerbKill:
+		return r.endProcess(st)
+	case wire.VerbSleep:
+		return r.sleep(ctx, st)
+	case wire.VerbWaitfree:
+		return r.waitfree(ctx, st)
 	}
 	return wire.StepResult{Result: wire.Error, Call: "unknown verb " + st.Verb}
+}
+
+// proto is the protocol of the socket a socket step creates.
+func (r *scenarioRun) proto(st wire.Step) string {
+	if st.Proto != "" {
+		return st.Proto
+	}
+	return r.sc.Proto
 }
 
 // describe adds the call's arguments as the OS saw them to sr.
 func (r *scenarioRun) describe(st wire.Step, sr *wire.StepResult) {
 	switch st.Verb {
-	case wire.VerbTimewait, wire.VerbSpread:
+	case wire.VerbTimewait, wire.VerbSpread, wire.VerbExit, wire.VerbKill, wire.VerbSleep, wire.VerbWaitfree:
 		return
 	}
 	s := r.owner[st.Sock]
@@ -212,7 +277,7 @@ func (r *scenarioRun) describe(st wire.Step, sr *wire.StepResult) {
 		ip6 = s.isIP6(st.Sock)
 	}
 	sr.Family = familyName(ip6)
-	if st.Verb == wire.VerbBind || st.Verb == wire.VerbConnect {
+	if st.Verb == wire.VerbBind || st.Verb == wire.VerbConnect || st.Verb == wire.VerbSendto {
 		if ap, err := r.endpoint(st.Addr, st.Port, ip6); err == nil {
 			sr.Addr, sr.Port = ap.Addr().String(), int(ap.Port())
 		}
@@ -222,12 +287,22 @@ func (r *scenarioRun) describe(st wire.Step, sr *wire.StepResult) {
 		if o.Name == "IPV6_V6ONLY" {
 			level = "IPPROTO_IPV6"
 		}
-		sr.Options = append(sr.Options, wire.SetOption{Level: level, Name: o.Name, Value: o.Value})
+		sr.Options = append(sr.Options, wire.SetOption{Level: level, Name: o.Name, Value: o.Value, Off: o.Off})
 	}
 	// socket and accept return the new descriptor; a socket step's ret is
 	// socket()'s, its setsockopts are listed above.
 	ret := 0
 	switch {
+	case st.Verb == wire.VerbLocal || st.Verb == wire.VerbPeer || st.Verb == wire.VerbRecv:
+		ret = sr.Bytes // what read returned in all; 0 for the address calls
+		if sr.Errno != 0 {
+			ret = -1
+		}
+	case st.Verb == wire.VerbSend:
+		ret = sr.Bytes
+		if sr.Result != wire.OK {
+			ret = -1
+		}
 	case sr.Result != wire.OK:
 		ret = -1
 	case st.Verb == wire.VerbSocket:
@@ -267,7 +342,16 @@ func result(call string, err error) wire.StepResult {
 	return sr
 }
 
-func optCall(o wire.Option) string { return fmt.Sprintf("setsockopt(%s=%d)", o.Name, o.Value) }
+func optCall(o wire.Option) string { return "setsockopt(" + optValue(o) + ")" }
+
+// optValue is an option as the language writes it: SO_REUSEADDR=1,
+// SO_LINGER=5 (on, five seconds), SO_LINGER=off.
+func optValue(o wire.Option) string {
+	if o.Off {
+		return o.Name + "=off"
+	}
+	return fmt.Sprintf("%s=%d", o.Name, o.Value)
+}
 
 func familyName(ip6 bool) string {
 	if ip6 {
@@ -310,7 +394,9 @@ func (r *scenarioRun) endpoint(addr, port string, ip6 bool) (netip.AddrPort, err
 
 // timewait leaves a TIME_WAIT entry on a local endpoint: a listener with the
 // given options is bound there, accepts one connection, and the accepted side
-// closes first, so it is the one that waits.
+// (which inherits the listener's options) closes first, so it is the one that
+// waits; with SO_LINGER=0 its close resets the connection and no entry is
+// left.
 func (r *scenarioRun) timewait(st wire.Step) wire.StepResult {
 	// The step's sockets are its own, not the scenario's, so no step's ret
 	// or address shows them: its call lists every call made on them.
@@ -367,7 +453,9 @@ func (r *scenarioRun) timewait(st wire.Step) wire.StepResult {
 	if err := t.close("S"); err != nil {
 		return fail(err)
 	}
-	if err := t.waitEOF("C", r.deadline); err != nil {
+	// With SO_LINGER=0 the accepted side resets the connection instead,
+	// leaving no TIME_WAIT entry: that is the kernel's answer, not a failure.
+	if err := t.waitEOF("C", r.deadline); err != nil && result("", err).Result != "ECONNRESET" {
 		return fail(err)
 	}
 	if err := t.close("C"); err != nil {
@@ -396,7 +484,8 @@ func (r *scenarioRun) spread(st wire.Step) wire.StepResult {
 		}
 		dst = netip.AddrPortFrom(netip.MustParseAddr(loop), dst.Port())
 	}
-	call := fmt.Sprintf("spread(%d x %s to %s)", st.N, r.sc.Proto, dst)
+	proto := r.protos[first]
+	call := fmt.Sprintf("spread(%d x %s to %s)", st.N, proto, dst)
 	counts := make([]int, len(st.Socks))
 	drain := func() {
 		for i, name := range st.Socks {
@@ -409,10 +498,10 @@ func (r *scenarioRun) spread(st wire.Step) wire.StepResult {
 	sent := 0
 	for i := 0; i < st.N && time.Now().Before(r.deadline); i++ {
 		name := "c" + strconv.Itoa(i)
-		if err := t.open(name, ip6, r.sc.Proto); err != nil {
+		if err := t.open(name, ip6, proto); err != nil {
 			return result(call+": client socket", err)
 		}
-		if r.sc.Proto == "udp" {
+		if proto == "udp" {
 			err = t.sendto(name, dst)
 		} else {
 			err = t.connect(name, dst, r.deadline)
@@ -421,7 +510,11 @@ func (r *scenarioRun) spread(st wire.Step) wire.StepResult {
 			return result(fmt.Sprintf("%s: sending #%d", call, i+1), err)
 		}
 		sent++
-		if r.sc.Proto == "tcp" {
+		// Connections wait in their listener's backlog (128) until drained;
+		// draining every spreadDrainEvery keeps even one listener that gets
+		// them all well below it, without a round trip to each helper
+		// process per connection.
+		if proto == "tcp" && sent%spreadDrainEvery == 0 {
 			drain()
 		}
 		t.close(name)
@@ -474,8 +567,12 @@ func spreadOutcome(counts []int) string {
 
 func (r *scenarioRun) closeAll() {
 	r.local.shut()
-	if r.other != nil {
-		r.other.closeAll()
+	r.mu.Lock()
+	r.shut = true
+	procs := r.procs
+	r.mu.Unlock()
+	for _, h := range procs {
+		h.stop() // a process's sockets close as it ends
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -30,8 +31,29 @@ type sockets interface {
 	// drain takes everything waiting on the socket without blocking (pending
 	// datagrams, or connections, which it closes) and says how many.
 	drain(name string) int
+	// send queues up to n bytes on a connected socket without waiting and
+	// says how many the kernel took.
+	send(name string, n int) (int, error)
+	sendto(name string, ap netip.AddrPort) error
+	// recv reads until the stream ends (eof), fails (the error), or nothing
+	// more arrives (see recvWait): n bytes then, an EAGAIN error when n is 0.
+	recv(name string, deadline time.Time) (n int, eof bool, err error)
+	// peerAddr is the socket's peer address, "" when it is not connected.
+	peerAddr(name string) string
 	closeAll()
 }
+
+// recvWait is how long a recv step waits for anything to arrive, and
+// recvMore how long, once data came, for more or for the end of the stream:
+// on loopback a segment that was sent arrives within microseconds, and a
+// FIN or RST right behind the data it follows; the margins are for
+// emulated guests. Datagrams are queued when sendto returns, so a UDP recv
+// waits less (recvWaitUDP) and takes what is queued.
+const (
+	recvWait    = 500 * time.Millisecond
+	recvWaitUDP = 100 * time.Millisecond
+	recvMore    = 200 * time.Millisecond
+)
 
 // callError is a failed call reported by errno name, as it arrives from the
 // helper process.
@@ -42,11 +64,20 @@ type callError struct {
 
 func (e *callError) Error() string { return fmt.Sprintf("%s (%d)", e.Name, e.Errno) }
 
+// Is makes errors.Is compare call errors by errno, as it does errnos.
+func (e *callError) Is(target error) bool {
+	t, ok := target.(*callError)
+	return ok && t.Name == e.Name && t.Errno == e.Errno
+}
+
 // sock is one open socket of this process.
 type sock struct {
 	fd    sysFD
 	ip6   bool
 	proto string
+	// linger is SO_LINGER on: a close step then blocks, as a plain
+	// program's close would.
+	linger bool
 }
 
 // table holds this process's sockets by name. The mutex lets a scenario that
@@ -55,6 +86,9 @@ type table struct {
 	mu     sync.Mutex
 	socks  map[string]*sock
 	closed bool // by shut
+	// gone, once set (abandon), is what every call returns: the process
+	// that held the sockets has ended.
+	gone error
 	// calls, when not nil, collects every call made with what it returned,
 	// for a step (timewait) whose own sockets are hidden from the trace.
 	calls *[]string
@@ -69,6 +103,9 @@ var errShut = errors.New("the scenario's sockets were closed after its deadline"
 func (t *table) get(name string) (*sock, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.gone != nil {
+		return nil, t.gone
+	}
 	s, ok := t.socks[name]
 	if !ok {
 		return nil, errNoSocket
@@ -118,6 +155,16 @@ func (t *table) open(name string, ip6 bool, proto string) error {
 func (t *table) setopt(name string, o wire.Option) error {
 	s, err := t.get(name)
 	if err != nil {
+		return err
+	}
+	if o.Name == "SO_LINGER" {
+		err = sysSetLinger(s.fd, !o.Off, o.Value)
+		if err == nil {
+			t.mu.Lock()
+			s.linger = !o.Off
+			t.mu.Unlock()
+		}
+		t.record(0, err, "setsockopt(%d, %s)", s.fd, optValue(o))
 		return err
 	}
 	err = sysSetopt(s.fd, s.ip6, o)
@@ -170,11 +217,23 @@ func (t *table) accept(name, newName string, deadline time.Time) error {
 
 func (t *table) close(name string) error {
 	t.mu.Lock()
+	if t.gone != nil {
+		t.mu.Unlock()
+		return t.gone
+	}
 	s, ok := t.socks[name]
 	delete(t.socks, name)
 	t.mu.Unlock()
 	if !ok {
 		return errNoSocket
+	}
+	if s.linger {
+		// A non-blocking close does not linger on the BSDs or Windows;
+		// the answer's SO_LINGER is a plain, blocking program's.
+		if err := sysSetBlocking(s.fd); err != nil {
+			sysClose(s.fd)
+			return err
+		}
 	}
 	err := sysClose(s.fd)
 	t.record(0, err, "close(%d)", s.fd)
@@ -222,6 +281,72 @@ func (t *table) sendto(name string, ap netip.AddrPort) error {
 	return sysSendto(s.fd, s.ip6, ap)
 }
 
+// payload is what send steps send: lab's name over and over.
+var payload = []byte("lab")
+
+func (t *table) send(name string, n int) (int, error) {
+	s, err := t.get(name)
+	if err != nil {
+		return 0, err
+	}
+	buf := bytes.Repeat(payload, n/len(payload)+1)[:n]
+	sent := 0
+	for sent < n {
+		m, err := sysSend(s.fd, buf[sent:])
+		if err != nil {
+			if sent > 0 && errors.Is(err, errWouldBlock) {
+				break // the kernel took what it could: that is the answer
+			}
+			return sent, err
+		}
+		sent += m
+	}
+	return sent, nil
+}
+
+func (t *table) recv(name string, deadline time.Time) (int, bool, error) {
+	s, err := t.get(name)
+	if err != nil {
+		return 0, false, err
+	}
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		wait := recvWait
+		switch {
+		case total > 0 && s.proto == "udp":
+			wait = 0
+		case total > 0:
+			wait = recvMore
+		case s.proto == "udp":
+			wait = recvWaitUDP
+		}
+		n, err := sysRecv(s.fd, buf, minTime(time.Now().Add(wait), deadline))
+		switch {
+		case err == nil && n == 0 && s.proto == "tcp":
+			return total, true, nil
+		case err == nil:
+			total += n
+		case total > 0 && errors.Is(err, errWouldBlock):
+			return total, false, nil
+		default:
+			return total, false, err
+		}
+	}
+}
+
+func (t *table) peerAddr(name string) string {
+	s, err := t.get(name)
+	if err != nil {
+		return ""
+	}
+	ap, err := sysPeer(s.fd)
+	if err != nil {
+		return ""
+	}
+	return ap.String()
+}
+
 func (t *table) waitEOF(name string, deadline time.Time) error {
 	s, err := t.get(name)
 	if err != nil {
@@ -238,6 +363,11 @@ func (t *table) closeAll() {
 	t.socks = map[string]*sock{}
 	t.mu.Unlock()
 	for _, s := range socks {
+		if s.linger {
+			// The scenario is over: a close that waited out its linger
+			// time would only hold up the next one.
+			sysSetLinger(s.fd, true, 0)
+		}
 		sysClose(s.fd)
 	}
 }
@@ -250,6 +380,16 @@ func (t *table) shut() {
 	t.closed = true
 	t.mu.Unlock()
 	t.closeAll()
+}
+
+// abandon forgets every socket without closing it, as their process has
+// ended and the kernel closed them; every later call fails with err.
+func (t *table) abandon(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.socks = map[string]*sock{}
+	t.closed = true
+	t.gone = err
 }
 
 // count reports how many sockets are open, for tests that check nothing

@@ -304,7 +304,7 @@ func sysLocal(fd sysFD) (netip.AddrPort, error) {
 			callErr = ffError("getsockname", err)
 			return
 		}
-		ap, callErr = fromSockaddr(&ss)
+		ap, callErr = fromSockaddr("getsockname", &ss)
 	})
 	if err != nil {
 		return netip.AddrPort{}, err
@@ -312,8 +312,9 @@ func sysLocal(fd sysFD) (netip.AddrPort, error) {
 	return ap, callErr
 }
 
-// fromSockaddr reads the Linux-layout address F-Stack's getsockname wrote.
-func fromSockaddr(ss *C.struct_sockaddr_storage) (netip.AddrPort, error) {
+// fromSockaddr reads the Linux-layout address F-Stack's getsockname or
+// getpeername (call) wrote.
+func fromSockaddr(call string, ss *C.struct_sockaddr_storage) (netip.AddrPort, error) {
 	switch ss.ss_family {
 	case C.AF_INET:
 		sin := (*C.struct_sockaddr_in)(unsafe.Pointer(ss))
@@ -324,7 +325,7 @@ func fromSockaddr(ss *C.struct_sockaddr_storage) (netip.AddrPort, error) {
 		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sin6.sin6_port))[:])
 		return netip.AddrPortFrom(netip.AddrFrom16(*(*[16]byte)(unsafe.Pointer(&sin6.sin6_addr))), port), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("getsockname: unexpected address family %d", ss.ss_family)
+	return netip.AddrPort{}, fmt.Errorf("%s: unexpected address family %d", call, ss.ss_family)
 }
 
 var datagram = []byte("lab")
@@ -388,6 +389,150 @@ func sysWaitEOF(fd sysFD, deadline time.Time) error {
 		return errWait("poll")
 	}
 	return callErr
+}
+
+// errWouldBlock is what a call that would have to wait fails with:
+// FreeBSD's EAGAIN, as ffError and errWait report it.
+var errWouldBlock error = &callError{Name: "EAGAIN", Errno: fbErrno["EAGAIN"]}
+
+// sysPeer is the address the socket is connected to; ENOTCONN when it is
+// not connected.
+func sysPeer(fd sysFD) (netip.AddrPort, error) {
+	var ap netip.AddrPort
+	var callErr error
+	err := onLoop(func() {
+		var ss C.struct_sockaddr_storage
+		n := C.socklen_t(unsafe.Sizeof(ss))
+		r, err := C.ff_getpeername(C.int(fd), (*C.struct_linux_sockaddr)(unsafe.Pointer(&ss)), &n)
+		if r < 0 {
+			callErr = ffError("getpeername", err)
+			return
+		}
+		ap, callErr = fromSockaddr("getpeername", &ss)
+	})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ap, callErr
+}
+
+// fbLinger is FreeBSD's struct linger (sys/socket.h): int l_onoff; int
+// l_linger, in seconds.
+type fbLinger struct {
+	onoff, linger int32
+}
+
+// sysSetLinger sets SO_LINGER, FreeBSD's number and struct, on or off.
+func sysSetLinger(fd sysFD, on bool, secs int) error {
+	l := fbLinger{linger: int32(secs)}
+	if on {
+		l.onoff = 1
+	}
+	return callOnLoop("setsockopt", func() (C.int, error) {
+		r, err := C.ff_setsockopt_freebsd(C.int(fd), fbSolSocket, fbSoLinger, unsafe.Pointer(&l), C.socklen_t(unsafe.Sizeof(l)))
+		return r, err
+	})
+}
+
+// sysSetBlocking clears FIONBIO. It serves a close with SO_LINGER on, which
+// a plain program makes blocking; FreeBSD's soclose waits only when the
+// linger time is not 0 (uipc_socket.c:1198), and that wait cannot happen
+// here: F-Stack's _sleep returns EPERM at once (lib/ff_kern_synch.c), the
+// loop being the only thread. notMeasurable skips such scenarios.
+func sysSetBlocking(fd sysFD) error {
+	return callOnLoop("ioctl(FIONBIO)", func() (C.int, error) {
+		off := C.int(0)
+		return ffIoctl(C.int(fd), fbFIONBIO, unsafe.Pointer(&off))
+	})
+}
+
+// sysSend queues b on a connected socket without waiting, and says how much
+// the stack took; EAGAIN when it took nothing. ff_send passes its flags to
+// FreeBSD's sendit as they are, so MSG_NOSIGNAL is FreeBSD's: a send on a
+// reset connection fails with EPIPE and raises no SIGPIPE (kern_sendit,
+// kern/uipc_syscalls.c:810).
+func sysSend(fd sysFD, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n := 0
+	err := callOnLoop("send", func() (C.int, error) {
+		r, err := C.ff_send(C.int(fd), unsafe.Pointer(&b[0]), C.size_t(len(b)), fbMsgNoSignal)
+		if r >= 0 {
+			n = int(r)
+			return 0, nil
+		}
+		return -1, err
+	})
+	return n, err
+}
+
+// sysRecv reads once into b, from the loop in each iteration until data,
+// the peer's FIN (0) or an error (ECONNRESET after a reset) is there, or
+// the deadline passes (EAGAIN).
+func sysRecv(fd sysFD, b []byte, deadline time.Time) (int, error) {
+	n := 0
+	var callErr error
+	finished, err := pollLoop(deadline, func() bool {
+		r, err := C.ff_read(C.int(fd), unsafe.Pointer(&b[0]), C.size_t(len(b)))
+		switch {
+		case r >= 0:
+			n = int(r)
+			return true
+		case isErrno(err, syscall.EAGAIN) || isErrno(err, syscall.EINTR):
+			return false
+		}
+		callErr = ffError("read", err)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !finished {
+		return 0, errWait("poll")
+	}
+	return n, callErr
+}
+
+// sysEphemeralPorts reads the range FreeBSD picks local ports from for
+// port 0 and an unbound connect: net.inet.ip.portrange.first and last
+// (ipport_firstauto, ipport_lastauto in netinet/in_pcb.c), which IPv6
+// shares. FreeBSD accepts the pair reversed and means the same range.
+func sysEphemeralPorts() (lo, hi int, err error) {
+	var callErr error
+	err = onLoop(func() {
+		if lo, callErr = ffSysctlInt("net.inet.ip.portrange.first"); callErr != nil {
+			return
+		}
+		hi, callErr = ffSysctlInt("net.inet.ip.portrange.last")
+	})
+	if err == nil {
+		err = callErr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the ephemeral port range: %w", err)
+	}
+	return min(lo, hi), max(lo, hi), nil
+}
+
+// ffSysctlInt reads the int sysctl name, on the loop thread: its mib from
+// FreeBSD's {CTL_SYSCTL, CTL_SYSCTL_NAME2OID} (sysctl_sysctl_name2oid in
+// kern/kern_sysctl.c), then its value.
+func ffSysctlInt(name string) (int, error) {
+	q := [2]C.int{fbCtlSysctl, fbCtlSysctlName2OID}
+	var mib [fbCtlMaxName]C.int
+	n := C.size_t(unsafe.Sizeof(mib))
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	if r, err := C.ff_sysctl(&q[0], 2, unsafe.Pointer(&mib[0]), &n, unsafe.Pointer(cname), C.size_t(len(name))); r < 0 {
+		return 0, fmt.Errorf("sysctl %s: %w", name, ffError("sysctl(name2oid)", err))
+	}
+	var v C.int
+	vn := C.size_t(unsafe.Sizeof(v))
+	if r, err := C.ff_sysctl(&mib[0], C.u_int(n/C.size_t(unsafe.Sizeof(mib[0]))), unsafe.Pointer(&v), &vn, nil, 0); r < 0 {
+		return 0, fmt.Errorf("sysctl %s: %w", name, ffError("sysctl", err))
+	}
+	return int(v), nil
 }
 
 // errnoName names the errno behind err as FreeBSD does, with FreeBSD's

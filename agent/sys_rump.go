@@ -352,3 +352,131 @@ func errnoName(err error) (string, int) {
 	}
 	return wire.Error, 0
 }
+
+// errWouldBlock is what a call that would have to wait fails with:
+// NetBSD's EAGAIN (EWOULDBLOCK is the same number there).
+var errWouldBlock error = netbsdErrno(nbEAGAIN)
+
+// sysPeer is the address the socket is connected to; ENOTCONN when it is
+// not connected.
+func sysPeer(fd sysFD) (netip.AddrPort, error) {
+	var b [nbSizeofSockaddrIn6]byte
+	n := C.socklen_t(len(b))
+	var err error
+	do(procOf(fd), func() {
+		r, e := C.rump_sys_getpeername(kernelFD(fd), (*C.struct_sockaddr)(unsafe.Pointer(&b[0])), &n)
+		err = callErr("getpeername", r < 0, e)
+	})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ap, err := parseSockaddr(b[:min(int(n), len(b))])
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("getpeername: %w", err)
+	}
+	return ap, nil
+}
+
+// linger is NetBSD's struct linger (sys/sys/socket.h): int l_onoff; int
+// l_linger, the time in seconds.
+type linger struct {
+	onoff, linger int32
+}
+
+// sysSetLinger sets SO_LINGER: on with a linger time in seconds, or off.
+func sysSetLinger(fd sysFD, on bool, secs int) error {
+	l := linger{linger: int32(secs)}
+	if on {
+		l.onoff = 1
+	}
+	var err error
+	do(procOf(fd), func() {
+		r, e := C.rump_sys_setsockopt(kernelFD(fd), nbSOL_SOCKET, nbSO_LINGER, unsafe.Pointer(&l), C.socklen_t(unsafe.Sizeof(l)))
+		err = callErr("setsockopt", r < 0, e)
+	})
+	return err
+}
+
+// sysSetBlocking clears O_NONBLOCK, so that a close with SO_LINGER on waits
+// for the linger time as a plain program's would: NetBSD's soclose does not
+// wait on a non-blocking socket (SS_NBIO, sys/kern/uipc_socket.c:757-760). The
+// wait puts the kernel's thread to sleep (sowait), while the softint
+// threads move loopback's packets.
+func sysSetBlocking(fd sysFD) error {
+	var err error
+	do(procOf(fd), func() {
+		fl, e := C.lab_fcntl(kernelFD(fd), nbF_GETFL, 0)
+		if fl < 0 {
+			err = callErr("fcntl", true, e)
+			return
+		}
+		r, e := C.lab_fcntl(kernelFD(fd), nbF_SETFL, fl&^nbO_NONBLOCK)
+		err = callErr("fcntl", r < 0, e)
+	})
+	return err
+}
+
+// sysSend queues b on a connected socket without waiting, and says how much
+// the kernel took; EAGAIN when it took nothing. MSG_NOSIGNAL: a send on a
+// reset connection must fail with EPIPE, not raise SIGPIPE, which the rump
+// kernel's signal model would raise in the agent's own process
+// (rumpsig_raise, sys/rump/librump/rumpkern/signals.c).
+func sysSend(fd sysFD, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	do(procOf(fd), func() {
+		for {
+			r, e := C.rump_sys_sendto(kernelFD(fd), unsafe.Pointer(&b[0]), C.size_t(len(b)), nbMSG_NOSIGNAL, nil, 0)
+			if r < 0 && errnoOf(e) == nbEINTR {
+				continue
+			}
+			if err = callErr("send", r < 0, e); err == nil {
+				n = int(r)
+			}
+			return
+		}
+	})
+	return n, err
+}
+
+// sysRecv waits until the socket is readable or the deadline passes (then
+// EAGAIN) and reads once into b: n > 0 bytes, 0 at the peer's FIN, or the
+// pending error (ECONNRESET after a reset).
+func sysRecv(fd sysFD, b []byte, deadline time.Time) (int, error) {
+	var n int
+	var err error
+	do(procOf(fd), func() {
+		for {
+			r, e := C.rump_sys_read(kernelFD(fd), unsafe.Pointer(&b[0]), C.size_t(len(b)))
+			if r >= 0 {
+				n = int(r)
+				return
+			}
+			if no := errnoOf(e); no != nbEAGAIN && no != nbEINTR {
+				err = callErr("read", true, e)
+				return
+			}
+			if err = waitFD(kernelFD(fd), nbPOLLIN, deadline); err != nil {
+				return
+			}
+		}
+	})
+	return n, err
+}
+
+// sysEphemeralPorts reads the range NetBSD picks local ports from for port
+// 0 and an unbound connect: net.inet.ip.anonportmin and anonportmax
+// (anonportmin/anonportmax in sys/netinet/in_pcb.c, created in
+// sys/netinet/ip_input.c), which IPv6 sockets mapped to IPv4 share.
+func sysEphemeralPorts() (lo, hi int, err error) {
+	if lo, err = sysctlInt("net.inet.ip.anonportmin"); err != nil {
+		return 0, 0, fmt.Errorf("reading the ephemeral port range: %w", err)
+	}
+	if hi, err = sysctlInt("net.inet.ip.anonportmax"); err != nil {
+		return 0, 0, fmt.Errorf("reading the ephemeral port range: %w", err)
+	}
+	return lo, hi, nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,9 @@ import (
 
 // sysFD is a socket descriptor.
 type sysFD = int
+
+// errWouldBlock is what a call that would have to wait fails with.
+var errWouldBlock error = unix.EAGAIN
 
 // Sockets are non-blocking so that accept, connect and reads wait with
 // poll(2) under a deadline instead of hanging the agent.
@@ -28,11 +32,18 @@ func sysSocket(ip6 bool, proto string) (sysFD, error) {
 	if proto == "udp" {
 		typ = unix.SOCK_DGRAM
 	}
+	// The fork lock keeps a helper process started meanwhile (for a slow
+	// scenario running beside this one) from inheriting the descriptor
+	// before it is marked close-on-exec: a copy there would hold its port.
+	syscall.ForkLock.RLock()
 	fd, err := unix.Socket(family, typ, 0)
+	if err == nil {
+		unix.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
-	unix.CloseOnExec(fd)
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("fcntl", err)
@@ -117,9 +128,13 @@ func waitFD(fd sysFD, events int16, deadline time.Time) error {
 
 func sysAccept(fd sysFD, deadline time.Time) (sysFD, error) {
 	for {
+		syscall.ForkLock.RLock()
 		nfd, _, err := unix.Accept(fd)
 		if err == nil {
 			unix.CloseOnExec(nfd)
+		}
+		syscall.ForkLock.RUnlock()
+		if err == nil {
 			unix.SetNonblock(nfd, true)
 			return nfd, nil
 		}
@@ -139,13 +154,76 @@ func sysLocal(fd sysFD) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, os.NewSyscallError("getsockname", err)
 	}
+	return addrPort("getsockname", sa)
+}
+
+// sysPeer is the address the socket is connected to; ENOTCONN when it is
+// not connected.
+func sysPeer(fd sysFD) (netip.AddrPort, error) {
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return netip.AddrPort{}, os.NewSyscallError("getpeername", err)
+	}
+	return addrPort("getpeername", sa)
+}
+
+func addrPort(call string, sa unix.Sockaddr) (netip.AddrPort, error) {
 	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
 	case *unix.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("getsockname: unexpected address %T", sa)
+	return netip.AddrPort{}, fmt.Errorf("%s: unexpected address %T", call, sa)
+}
+
+// sysSetLinger sets SO_LINGER: on with a linger time in seconds, or off.
+func sysSetLinger(fd sysFD, on bool, secs int) error {
+	l := unix.Linger{Linger: int32(secs)}
+	if on {
+		l.Onoff = 1
+	}
+	return os.NewSyscallError("setsockopt", unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &l))
+}
+
+// sysSetBlocking makes the socket blocking again, so that a close with
+// SO_LINGER on waits for the linger time as a plain program's would: BSD
+// kernels do not wait on a non-blocking socket.
+func sysSetBlocking(fd sysFD) error {
+	return os.NewSyscallError("fcntl", unix.SetNonblock(fd, false))
+}
+
+// sysSend queues b on a connected socket without waiting, and says how much
+// the kernel took; EAGAIN when it took nothing.
+func sysSend(fd sysFD, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("write", err)
+		}
+		return n, nil
+	}
+}
+
+// sysRecv waits until the socket is readable or the deadline passes (then
+// EAGAIN) and reads once into b: n > 0 bytes, 0 at the peer's FIN, or the
+// pending error (ECONNRESET after a reset).
+func sysRecv(fd sysFD, b []byte, deadline time.Time) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err == nil {
+			return n, nil
+		}
+		if err != unix.EAGAIN && err != unix.EINTR {
+			return 0, os.NewSyscallError("read", err)
+		}
+		if err := waitFD(fd, unix.POLLIN, deadline); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func sysSendto(fd sysFD, ip6 bool, ap netip.AddrPort) error {

@@ -16,12 +16,16 @@ import (
 // sysFD is a socket handle.
 type sysFD = windows.Handle
 
+// errWouldBlock is what a call that would have to wait fails with.
+var errWouldBlock error = windows.WSAEWOULDBLOCK
+
 // Winsock calls x/sys/windows does not wrap.
 var (
 	ws2            = windows.NewLazySystemDLL("ws2_32.dll")
 	procIoctl      = ws2.NewProc("ioctlsocket")
 	procAccept     = ws2.NewProc("accept")
 	procRecv       = ws2.NewProc("recv")
+	procSend       = ws2.NewProc("send")
 	procWSAPoll    = ws2.NewProc("WSAPoll")
 	procWSAStartup = ws2.NewProc("WSAStartup")
 )
@@ -167,13 +171,76 @@ func sysLocal(fd sysFD) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, os.NewSyscallError("getsockname", err)
 	}
+	return addrPort("getsockname", sa)
+}
+
+// sysPeer is the address the socket is connected to; ENOTCONN when it is
+// not connected.
+func sysPeer(fd sysFD) (netip.AddrPort, error) {
+	sa, err := windows.Getpeername(fd)
+	if err != nil {
+		return netip.AddrPort{}, os.NewSyscallError("getpeername", err)
+	}
+	return addrPort("getpeername", sa)
+}
+
+func addrPort(call string, sa windows.Sockaddr) (netip.AddrPort, error) {
 	switch sa := sa.(type) {
 	case *windows.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)), nil
 	case *windows.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)), nil
 	}
-	return netip.AddrPort{}, fmt.Errorf("getsockname: unexpected address %T", sa)
+	return netip.AddrPort{}, fmt.Errorf("%s: unexpected address %T", call, sa)
+}
+
+// sysSetLinger sets SO_LINGER: on with a linger time in seconds, or off.
+func sysSetLinger(fd sysFD, on bool, secs int) error {
+	l := windows.Linger{Linger: int32(secs)}
+	if on {
+		l.Onoff = 1
+	}
+	return os.NewSyscallError("setsockopt", windows.SetsockoptLinger(fd, windows.SOL_SOCKET, windows.SO_LINGER, &l))
+}
+
+// sysSetBlocking makes the socket blocking again, so that closesocket with
+// SO_LINGER on waits for the linger time: on a non-blocking socket Winsock
+// fails it with WSAEWOULDBLOCK instead.
+func sysSetBlocking(fd sysFD) error {
+	off := uint32(0)
+	r1, _, err := procIoctl.Call(uintptr(fd), fionbio, uintptr(unsafe.Pointer(&off)))
+	return wsaErr("ioctlsocket", r1, ^uintptr(0), err)
+}
+
+// sysSend queues b on a connected socket without waiting, and says how much
+// Winsock took; EAGAIN (WSAEWOULDBLOCK) when it took nothing.
+func sysSend(fd sysFD, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r1, _, err := procSend.Call(uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
+	if n := int32(r1); n >= 0 {
+		return int(n), nil
+	}
+	return 0, os.NewSyscallError("send", err)
+}
+
+// sysRecv waits until the socket is readable or the deadline passes (then
+// EAGAIN) and reads once into b: n > 0 bytes, 0 at the peer's FIN, or the
+// pending error (ECONNRESET after a reset).
+func sysRecv(fd sysFD, b []byte, deadline time.Time) (int, error) {
+	for {
+		r1, _, err := procRecv.Call(uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)
+		if n := int32(r1); n >= 0 {
+			return int(n), nil
+		}
+		if !errors.Is(err, windows.WSAEWOULDBLOCK) {
+			return 0, os.NewSyscallError("recv", err)
+		}
+		if err := waitFD(fd, pollRdNorm, deadline); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func sysSendto(fd sysFD, ip6 bool, ap netip.AddrPort) error {
@@ -253,4 +320,6 @@ var wsaNames = map[windows.Errno]string{
 	windows.WSAECONNRESET:    "ECONNRESET",
 	windows.WSAEALREADY:      "EALREADY",
 	windows.WSAEINPROGRESS:   "EINPROGRESS",
+	windows.WSAECONNABORTED:  "ECONNABORTED",
+	windows.WSAESHUTDOWN:     "ESHUTDOWN",
 }

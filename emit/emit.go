@@ -86,11 +86,11 @@ func newPlan(sc wire.Scenario, res *wire.Result) (*plan, error) {
 	}
 	for i, st := range sc.Steps {
 		o := op{n: i + 1, text: st.Text, verb: st.Verb, sock: st.Sock, opts: st.Options, newSoc: st.NewName}
+		if err := checkStep(st); err != nil {
+			return nil, fmt.Errorf("step %d (%s): %w", o.n, st.Text, err)
+		}
 		switch st.Verb {
 		case wire.VerbSocket:
-			if st.User != "" {
-				return nil, fmt.Errorf("step %d (%s): user=%s is %w", o.n, st.Text, st.User, ErrUnsupported)
-			}
 			ip6[st.Sock] = st.IP6
 			o.ip6 = st.IP6
 			addSock(st.Sock)
@@ -127,16 +127,40 @@ func newPlan(sc wire.Scenario, res *wire.Result) (*plan, error) {
 	return p, nil
 }
 
-// Check says whether the emitters can express sc, before anything runs.
+// Check says whether the emitters can express sc, before anything runs:
+// the plain socket calls with integer options, in one process, on sockets
+// of the scenario's protocol, every step but the last required to succeed.
+// The rest of the language (send, recv, local, peer, exit, kill, sleep,
+// waitfree, spread; SO_LINGER; proc= and user=other; a socket's own
+// protocol; try) is refused with ErrUnsupported.
 func Check(sc wire.Scenario) error {
 	for i, st := range sc.Steps {
-		switch st.Verb {
-		case wire.VerbSocket, wire.VerbSetopt, wire.VerbBind, wire.VerbListen, wire.VerbConnect, wire.VerbAccept, wire.VerbClose, wire.VerbTimewait:
-		default:
-			return fmt.Errorf("step %d (%s): verb %q is %w", i+1, st.Text, st.Verb, ErrUnsupported)
+		if err := checkStep(st); err != nil {
+			return fmt.Errorf("step %d (%s): %w", i+1, st.Text, err)
 		}
-		if st.User != "" {
-			return fmt.Errorf("step %d (%s): user=%s is %w", i+1, st.Text, st.User, ErrUnsupported)
+	}
+	return nil
+}
+
+func checkStep(st wire.Step) error {
+	switch st.Verb {
+	case wire.VerbSocket, wire.VerbSetopt, wire.VerbBind, wire.VerbListen, wire.VerbConnect, wire.VerbAccept, wire.VerbClose, wire.VerbTimewait:
+	default:
+		return fmt.Errorf("verb %q is %w", st.Verb, ErrUnsupported)
+	}
+	switch {
+	case st.User != "":
+		return fmt.Errorf("user=%s is %w", st.User, ErrUnsupported)
+	case st.Proc != "":
+		return fmt.Errorf("proc=%s is %w", st.Proc, ErrUnsupported)
+	case st.Proto != "":
+		return fmt.Errorf("a socket's own protocol (%s) is %w", st.Proto, ErrUnsupported)
+	case st.Try:
+		return fmt.Errorf("try is %w", ErrUnsupported)
+	}
+	for _, o := range st.Options {
+		if o.Name == "SO_LINGER" {
+			return fmt.Errorf("SO_LINGER is %w", ErrUnsupported)
 		}
 	}
 	return nil

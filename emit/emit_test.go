@@ -136,6 +136,15 @@ func TestUnsupportedVerbs(t *testing.T) {
 	for _, st := range []wire.Step{
 		{Text: "spread 10 A,B", Verb: wire.VerbSpread, N: 10, Socks: []string{"A", "B"}},
 		{Text: "socket A user=other", Verb: wire.VerbSocket, Sock: "A", User: "other"},
+		{Text: "socket A proc=two", Verb: wire.VerbSocket, Sock: "A", Proc: "two"},
+		{Text: "socket A udp", Verb: wire.VerbSocket, Sock: "A", Proto: "udp"},
+		{Text: "socket A SO_LINGER=0", Verb: wire.VerbSocket, Sock: "A", Options: []wire.Option{{Name: "SO_LINGER"}}},
+		{Text: "try listen A", Verb: wire.VerbListen, Sock: "A", Try: true},
+		{Text: "send A", Verb: wire.VerbSend, Sock: "A", N: 3},
+		{Text: "recv A", Verb: wire.VerbRecv, Sock: "A"},
+		{Text: "local A", Verb: wire.VerbLocal, Sock: "A"},
+		{Text: "exit two", Verb: wire.VerbExit, Proc: "two"},
+		{Text: "waitfree loop:P", Verb: wire.VerbWaitfree, Addr: "loop", Port: "P"},
 	} {
 		sc := wire.Scenario{ID: "x", Proto: "tcp", Steps: []wire.Step{st}}
 		if _, err := C(sc, fixedResult(), "local"); !errors.Is(err, ErrUnsupported) {
@@ -143,6 +152,9 @@ func TestUnsupportedVerbs(t *testing.T) {
 		}
 		if _, err := Go(sc, fixedResult(), "local", "linux"); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("Go(%s): %v, want ErrUnsupported", st.Text, err)
+		}
+		if err := Check(sc); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("Check(%s): %v, want ErrUnsupported", st.Text, err)
 		}
 	}
 }

@@ -58,11 +58,23 @@ func WriteStep(w io.Writer, n int, s wire.StepResult) {
 	if s.Counts != nil {
 		what = append(what, fmt.Sprintf("counts %v of %d", s.Counts, s.Sent))
 	}
+	if s.Bytes != 0 {
+		what = append(what, fmt.Sprintf("%d bytes", s.Bytes))
+	}
+	if s.Waited != 0 {
+		what = append(what, fmt.Sprintf("waited %dms", s.Waited))
+	}
 	what = append(what, fmt.Sprintf("%dµs", s.Micros))
 	fmt.Fprintf(w, "        %s\n", strings.Join(what, "  "))
 }
 
 func optionField(o wire.SetOption) string {
+	switch {
+	case o.Name == "SO_LINGER" && o.Off:
+		return fmt.Sprintf("setsockopt(%s, %s, {l_onoff 0, l_linger 0})", o.Level, o.Name)
+	case o.Name == "SO_LINGER":
+		return fmt.Sprintf("setsockopt(%s, %s, {l_onoff 1, l_linger %d})", o.Level, o.Name, o.Value)
+	}
 	return fmt.Sprintf("setsockopt(%s, %s, %d)", o.Level, o.Name, o.Value)
 }
 

@@ -67,7 +67,8 @@ func RunLeftovers(prefix string) []string { return dpdk.Leftovers("container-" +
 
 // recipeVersion is part of every library's hash. Bump it when the way the
 // library is built changes in a way the other inputs do not capture.
-const recipeVersion = 1
+// 2: the library keeps sys/sysctl.h beside it (headers).
+const recipeVersion = 2
 
 // The patches lab applies, in order, to the F-Stack tree (both are part of
 // the hash). extraEAL lets DPDK's EAL take extra arguments from
@@ -94,7 +95,7 @@ var makeArgs = []string{"FF_KNI=", "FF_LOOPBACK_SUPPORT=1", "CONF_CFLAGS=-Drte_e
 // headers are the FreeBSD headers (under freebsd/ in the tree) a library
 // keeps beside it: the agent's FreeBSD constants are checked against them.
 var headers = []string{"sys/socket.h", "sys/sockio.h", "sys/ioccom.h", "sys/filio.h", "sys/poll.h", "sys/errno.h",
-	"net/if.h", "netinet/in.h", "netinet6/in6.h", "sys/param.h"}
+	"net/if.h", "netinet/in.h", "netinet6/in6.h", "sys/param.h", "sys/sysctl.h"}
 
 // Config says where the sources are and where the library goes.
 type Config struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"lab/rundir"
+	"lab/scenario"
 	"lab/wire"
 )
 
@@ -100,7 +101,7 @@ func cell(target string, r *rundir.Outcome, source string) Cell {
 		c.State = Unmeasured
 	case c.Claim == "":
 		c.State = NoClaim
-	case c.Claim == r.Outcome:
+	case scenario.Matches(c.Claim, r.Outcome):
 		c.State = Match
 	default:
 		c.State = Differ
@@ -155,7 +156,7 @@ func checks(outcome, claim string) bool {
 	case wire.Skipped, wire.Timeout, wire.Error:
 		return false
 	case wire.SetupFailed:
-		return claim != "" && claim != wire.Unsupported
+		return claim != "" && !scenario.Allows(claim, wire.Unsupported)
 	}
 	return true
 }

@@ -444,8 +444,9 @@ func TestSetupFailedAgainstClaim(t *testing.T) {
 
 	md := string(report.Markdown(c))
 	for _, s := range []string{
-		"## Where kernels disagree with the answer (1 scenarios)",
-		"claims-ok observed `" + observed + "`, answer claims `ok`",
+		"## Findings (1 from the answer's words, 0 beyond the answer, 0 from the kernel's own selftests)",
+		"1 scenarios disagree with the answer.",
+		"claims-ok observed `" + observed + "`; answer: `ok`",
 		"| **✗ `" + observed + "`** (answer: `ok`) | ✓ `setup-failed` | `setup-failed` (step 5 (bind B any:P): EADDRINUSE) | `setup-failed` (step 5 (bind B any:P): EADDRINUSE) |",
 	} {
 		if !strings.Contains(md, s) {
@@ -479,7 +480,7 @@ func TestSetupFailedAgainstClaim(t *testing.T) {
 		want     []string // per target: the case's element and message, by prefix
 	}{
 		{"against the answer", false, []string{
-			`<failure message="observed ` + observed + `, answer claims ok (linux)" type="differ">`,
+			`<failure message="observed ` + observed + `, answer claims ok (linux); finding: `,
 			"<system-out>", // passed: setup-failed as claimed
 			`<skipped message="setup-failed: step 5 (bind B any:P): EADDRINUSE">`,
 			`<skipped message="setup-failed: step 5 (bind B any:P): EADDRINUSE">`,

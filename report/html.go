@@ -76,6 +76,9 @@ func HTML(c *Comparison) ([]byte, error) {
 			p.Charts = append(p.Charts, chartOf(s))
 		}
 	}
+	p.Findings = doc.Findings
+	p.FindingGroups = findingGroups(doc)
+	p.Durations = durationRows(doc)
 	// The data, most of the page, goes in after the template ran: as a
 	// template.JS it would be copied into a string and then through the
 	// template's growing buffer.
@@ -109,9 +112,14 @@ type page struct {
 	Targets     []targetLine
 	Sections    []pageSection
 	Charts      []chart
-	Data        template.JS
-	CSS         template.CSS
-	JS          template.JS
+	// Findings and FindingGroups: the findings, and the same grouped by
+	// basis; Durations the waitfree measurements, one row per scenario.
+	Findings      []DocFinding
+	FindingGroups []pageFindingGroup
+	Durations     []pageDurationRow
+	Data          template.JS
+	CSS           template.CSS
+	JS            template.JS
 }
 
 type targetLine struct {

@@ -71,6 +71,8 @@
         el("tbody", {}, res.steps.map(function (st, i) {
           var result = st.result;
           if (st.counts) result += " " + st.counts.join("/") + " of " + st.sent;
+          if (st.bytes) result += " (" + st.bytes + " bytes)";
+          if (st.waited_ms) result += " (waited " + (st.waited_ms / 1000).toFixed(1) + " s)";
           return el("tr", { "class": i === res.steps.length - 1 ? "last" : "" }, [
             el("td", {}, [String(i + 1)]), el("td", {}, [st.text]), el("td", {}, [st.call || ""]),
             el("td", {}, [result]), el("td", {}, [st.errno ? String(st.errno) : ""]),

@@ -26,6 +26,10 @@ type Doc struct {
 	// Scenarios are in the run's order, each with one cell per target in
 	// the order of Targets.
 	Scenarios []DocScenario `json:"scenarios"`
+	// Findings are the disagreements grouped into what they show (see
+	// Comparison.Findings); Durations are the waitfree measurements.
+	Findings  []DocFinding  `json:"findings"`
+	Durations []DocDuration `json:"durations,omitempty"`
 	Summary   DocSummary    `json:"summary"`
 }
 
@@ -82,6 +86,9 @@ type DocSummary struct {
 	Disagreements     int      `json:"disagreements"` // scenarios with a cell that differs from the answer
 	Changes           []Change `json:"changes,omitempty"`
 	KernelDifferences []string `json:"kernel_differences,omitempty"` // scenarios where kernels of one family differ
+	// Findings counts the findings by basis: stated, "beyond the answer",
+	// "kernel selftests".
+	Findings map[string]int `json:"findings"`
 }
 
 // Document builds the JSON document of a comparison.
@@ -119,7 +126,11 @@ func Document(c *Comparison) *Doc {
 			}
 		}
 	}
-	d.Summary = DocSummary{Scenarios: len(c.Rows), Targets: len(c.Targets), Disagreements: len(c.Disagreements()), Changes: c.Changes()}
+	fs := c.Findings()
+	d.Findings = docFindings(fs, d)
+	d.Durations = docDurations(c.Durations())
+	d.Summary = DocSummary{Scenarios: len(c.Rows), Targets: len(c.Targets), Disagreements: len(c.Disagreements()), Changes: c.Changes(),
+		Findings: FindingCounts(fs)}
 	for _, r := range c.KernelDifferences() {
 		d.Summary.KernelDifferences = append(d.Summary.KernelDifferences, r.Scenario.ID)
 	}

@@ -31,10 +31,11 @@ import (
 // timeout or an agent error, and skipped otherwise.
 func JUnit(c *Comparison) ([]byte, error) {
 	suites := junitSuites{Name: "lab " + c.Dir.Run.ID}
+	found := findingsByCell(c.Findings())
 	for i, t := range c.Targets {
 		s := junitSuite{Name: t.Name, Properties: targetProperties(t)}
 		for _, r := range c.Rows {
-			tc := junitCase(c, r, r.Cells[i])
+			tc := junitCase(c, r, r.Cells[i], found[cellKey{r.Scenario.ID, t.Name}])
 			s.Tests++
 			switch {
 			case tc.Failure != nil:
@@ -124,7 +125,7 @@ func targetProperties(t rundir.Target) []junitProperty {
 	return ps
 }
 
-func junitCase(c *Comparison, r Row, cl Cell) junitTestCase {
+func junitCase(c *Comparison, r Row, cl Cell, found []FoundFinding) junitTestCase {
 	tc := junitTestCase{Name: r.Scenario.ID, ClassName: cl.Target}
 	var body string
 	if cl.Result != nil {
@@ -158,8 +159,12 @@ func junitCase(c *Comparison, r Row, cl Cell) junitTestCase {
 		switch cl.State {
 		case Match:
 		case Differ:
-			tc.Failure = problem(fmt.Sprintf("observed %s, %s claims %s%s", cl.Observed(), c.Source, cl.Claim, claimKey(c, cl)), Differ)
+			tc.Failure = problem(fmt.Sprintf("observed %s, %s claims %s%s%s", cl.Observed(), c.Source, cl.Claim, claimKey(c, cl), findingNote(found, false)), Differ)
 		case NoClaim:
+			if note := findingNote(found, true); note != "" {
+				tc.Failure = problem(fmt.Sprintf("observed %s, the kernel's selftests expect %s%s", cl.Observed(), cl.Result.Claims[KernelSource], note), OwnTests)
+				break
+			}
 			tc.Skipped = problem(fmt.Sprintf("no claim: the %s says nothing for this OS; observed %s", c.Source, cl.Outcome), "")
 		case Missing:
 			tc.Error = noResult()
@@ -220,6 +225,12 @@ func trace(r Row, cl Cell) string {
 		if len(st.Counts) > 0 {
 			fmt.Fprintf(&b, " counts %v of %d", st.Counts, st.Sent)
 		}
+		if st.Bytes != 0 {
+			fmt.Fprintf(&b, " %d bytes", st.Bytes)
+		}
+		if st.Waited != 0 {
+			fmt.Fprintf(&b, " waited %dms", st.Waited)
+		}
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "outcome: %s\n", res.Outcome)
@@ -228,4 +239,35 @@ func trace(r Row, cl Cell) string {
 
 func seconds(micros int64) string {
 	return fmt.Sprintf("%.6f", float64(micros)/1e6)
+}
+
+type cellKey struct{ scenario, target string }
+
+// findingsByCell maps each disagreeing cell to the findings it shows.
+func findingsByCell(fs []FoundFinding) map[cellKey][]FoundFinding {
+	m := map[cellKey][]FoundFinding{}
+	for _, f := range fs {
+		for _, r := range f.Rows {
+			for _, cl := range r.Cells {
+				k := cellKey{r.Scenario.ID, cl.Target}
+				m[k] = append(m[k], f)
+			}
+		}
+	}
+	return m
+}
+
+// findingNote names the findings a failing case shows, those about the
+// kernel's own selftests when kernel is true, the others otherwise.
+func findingNote(fs []FoundFinding, kernel bool) string {
+	var says []string
+	for _, f := range fs {
+		if (f.Basis == OwnTests) == kernel {
+			says = append(says, f.Says)
+		}
+	}
+	if len(says) == 0 {
+		return ""
+	}
+	return "; finding: " + strings.Join(says, "; ")
 }

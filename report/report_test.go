@@ -53,10 +53,15 @@ func TestMarkdownGolden(t *testing.T) {
 		"| 6 | ON | any:P | addr1:P | `ok` | **✗ `EADDRINUSE`** (answer: `ok`) |",
 		// A setup failure where the answer makes a claim contradicts it.
 		"| **✗ `setup-failed: bind A EADDRNOTAVAIL`** (answer: `EADDRINUSE`) | — |",
-		"fake-freebsd observed `setup-failed: bind A EADDRNOTAVAIL`, answer claims `EADDRINUSE`",
+		"fake-freebsd observed `setup-failed: bind A EADDRNOTAVAIL`; answer: `EADDRINUSE`",
 		"`skipped` (needs root: no user \\| to switch to)",
-		"## Where kernels disagree with the answer (3 scenarios)",
-		"linux-6.1 observed `EADDRINUSE`, answer claims `ok`; fake-linux-3.2 observed `EADDRINUSE`, answer claims `ok`",
+		"## Findings (3 from the answer's words, 0 beyond the answer, 0 from the kernel's own selftests)",
+		"3 scenarios disagree with the answer.",
+		// One known finding: Linux wanting SO_REUSEADDR on both sockets.
+		"1. **On Linux, SO_REUSEADDR lifts a conflict only when the socket already bound",
+		"   - `bsd-table/row6/on`: linux-6.1 observed `EADDRINUSE`, fake-linux-3.2 observed `EADDRINUSE`; answer: `ok`",
+		// A disagreement no finding explains is one of its own.
+		"2. **TCP, bind only: A on addr1:P, then B without SO_REUSEADDR on addr1:P: not what the answer claims (EADDRINUSE).** (fake-freebsd)",
 		"## Where kernels of one family differ from each other (1 scenarios)",
 		"- `reuseport/exists/udp`: linux-6.1 `ok`, fake-linux-3.2 `unsupported`, fake-freebsd `ok`",
 		"UDP multicast: A with SO_REUSEADDR \\| B with SO_REUSEPORT",

@@ -246,7 +246,7 @@ func TestParseErrors(t *testing.T) {
       - listen A
 `,
 			pos: "t.yaml:7:9",
-			msg: "listen is for tcp scenarios",
+			msg: "listen is for tcp sockets; socket A is udp",
 		},
 		{
 			name: "accept in a udp scenario",
@@ -258,7 +258,7 @@ func TestParseErrors(t *testing.T) {
       - accept A B
 `,
 			pos: "t.yaml:6:9",
-			msg: "accept is for tcp scenarios",
+			msg: "accept is for tcp sockets; socket A is udp",
 		},
 		{
 			name: "port out of range",
@@ -637,6 +637,219 @@ func TestParseErrors(t *testing.T) {
 			msg: `unknown address "nowhere"`,
 		},
 		{
+			name: "SO_LINGER without a value",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A SO_LINGER
+`,
+			pos: "t.yaml:5:18",
+			msg: "option SO_LINGER needs a value",
+		},
+		{
+			name: "SO_LINGER with a bad value",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A SO_LINGER=on
+`,
+			pos: "t.yaml:5:18",
+			msg: `option SO_LINGER: "on" is not a number of seconds`,
+		},
+		{
+			name: "observation before the last step without try",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A
+      - local A
+      - close A
+`,
+			pos: "t.yaml:6:9",
+			msg: "local before the last step must be marked try",
+		},
+		{
+			name: "try on a verb that cannot be tried",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - try socket A
+`,
+			pos: "t.yaml:5:13",
+			msg: "a socket step cannot be marked try",
+		},
+		{
+			name: "try alone",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A
+      - try
+`,
+			pos: "t.yaml:6:9",
+			msg: "try needs a step after it",
+		},
+		{
+			name: "socket of an exited process",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A proc=two
+      - exit two
+      - bind A any:P
+`,
+			pos: "t.yaml:7:14",
+			msg: `socket "A" is used before a "socket A" step creates it (or after it was closed, or its process exited)`,
+		},
+		{
+			name: "exit of a process no socket step named",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A
+      - exit two
+`,
+			pos: "t.yaml:6:14",
+			msg: `no process "two"`,
+		},
+		{
+			name: "new socket in an exited process",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A proc=two
+      - kill two SIGKILL
+      - socket B proc=two
+`,
+			pos: "t.yaml:7:18",
+			msg: "process two has exited",
+		},
+		{
+			name: "kill with an unknown signal",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A proc=two
+      - kill two SIGHUP
+`,
+			pos: "t.yaml:6:18",
+			msg: `kill: unknown signal "SIGHUP"`,
+		},
+		{
+			name: "process name of the other user",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A proc=other
+`,
+			pos: "t.yaml:5:18",
+			msg: "a process name is a letter",
+		},
+		{
+			name: "one process name for two users",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A proc=two
+      - socket B proc=two user=other
+`,
+			pos: "t.yaml:6:18",
+			msg: "process two was started for another user",
+		},
+		{
+			name: "listen on a udp socket in a tcp scenario",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A udp
+      - listen A
+`,
+			pos: "t.yaml:6:9",
+			msg: "listen is for tcp sockets; socket A is udp",
+		},
+		{
+			name: "sleep too long",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - sleep 1h
+`,
+			pos: "t.yaml:5:15",
+			msg: `sleep: "1h" is not a duration between 1ms and 10m0s`,
+		},
+		{
+			name: "send with a bad count",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps:
+      - socket A
+      - send A lots
+`,
+			pos: "t.yaml:6:16",
+			msg: `send: "lots" is not a byte count`,
+		},
+		{
+			name: "slow not a boolean",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    slow: yes please
+    steps: [socket A]
+`,
+			pos: "t.yaml:4:11",
+			msg: `field "slow": "yes please" is not true or false`,
+		},
+		{
+			name: "claim alternative not an outcome",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect:
+      answer: {linux: "ok|maybe"}
+`,
+			pos: "t.yaml:6:23",
+			msg: `expect.answer.linux: "maybe" is not an outcome`,
+		},
+		{
+			name: "claim with an empty alternative",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect:
+      answer: {linux: "ok| then ok"}
+`,
+			pos: "t.yaml:6:23",
+			msg: `"ok|" has an empty alternative`,
+		},
+		{
+			name: "negated fails",
+			src: `scenarios:
+  - id: a
+    proto: tcp
+    steps: [socket A]
+    expect:
+      answer: {linux: "!fails"}
+`,
+			pos: "t.yaml:6:23",
+			msg: `"!fails" is not an alternative`,
+		},
+		{
 			name: "flow sequence step columns",
 			src: `scenarios:
   - id: a
@@ -939,6 +1152,39 @@ func TestParseSteps(t *testing.T) {
 			},
 		},
 		{
+			name:  "linger, per-socket protocol and processes",
+			proto: "tcp",
+			steps: []string{"socket A SO_LINGER=0 udp proc=two", "socket B SO_LINGER=off user=other", "socket C user=other proc=three", "setopt C SO_LINGER=5",
+				"kill other", "exit two", "kill three SIGSEGV"},
+			want: []wire.Step{
+				{Text: "socket A SO_LINGER=0 udp proc=two", Verb: "socket", Sock: "A", Proto: "udp", Proc: "two", Options: []wire.Option{{Name: "SO_LINGER", Value: 0}}},
+				{Text: "socket B SO_LINGER=off user=other", Verb: "socket", Sock: "B", User: "other", Options: []wire.Option{{Name: "SO_LINGER", Off: true}}},
+				{Text: "socket C user=other proc=three", Verb: "socket", Sock: "C", User: "other", Proc: "three"},
+				{Text: "setopt C SO_LINGER=5", Verb: "setopt", Sock: "C", Options: []wire.Option{{Name: "SO_LINGER", Value: 5}}},
+				{Text: "kill other", Verb: "kill", Proc: "other", Signal: "SIGKILL"},
+				{Text: "exit two", Verb: "exit", Proc: "two"},
+				{Text: "kill three SIGSEGV", Verb: "kill", Proc: "three", Signal: "SIGSEGV"},
+			},
+		},
+		{
+			name:  "send, recv, local, peer, sleep, waitfree and try",
+			proto: "tcp",
+			steps: []string{"socket A", "try bind A addr1:P", "send A", "send A 100000", "try sendto A loop:Q", "sleep 250ms",
+				"try recv A", "try local A", "try peer A", "waitfree addr1:P SO_REUSEADDR"},
+			want: []wire.Step{
+				{Text: "socket A", Verb: "socket", Sock: "A"},
+				{Text: "try bind A addr1:P", Verb: "bind", Sock: "A", Addr: "addr1", Port: "P", Try: true},
+				{Text: "send A", Verb: "send", Sock: "A", N: 3},
+				{Text: "send A 100000", Verb: "send", Sock: "A", N: 100000},
+				{Text: "try sendto A loop:Q", Verb: "sendto", Sock: "A", Addr: "loop", Port: "Q", Try: true},
+				{Text: "sleep 250ms", Verb: "sleep", Wait: 250},
+				{Text: "try recv A", Verb: "recv", Sock: "A", Try: true},
+				{Text: "try local A", Verb: "local", Sock: "A", Try: true},
+				{Text: "try peer A", Verb: "peer", Sock: "A", Try: true},
+				{Text: "waitfree addr1:P SO_REUSEADDR", Verb: "waitfree", Addr: "addr1", Port: "P", Options: []wire.Option{{Name: "SO_REUSEADDR", Value: 1}}},
+			},
+		},
+		{
 			name:  "udp spread and extra spaces",
 			proto: "udp",
 			steps: []string{"socket A  SO_REUSEPORT_LB", "socket B SO_REUSEPORT_LB", "spread 100 A,B"},
@@ -1164,6 +1410,74 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// TestSelectSlow checks slow scenarios stay out of a run that names no
+// pattern, come in when a pattern matches them, and all come in with slow.
+func TestSelectSlow(t *testing.T) {
+	all := []scenario.Scenario{
+		{Scenario: wire.Scenario{ID: "timewait/no-flag"}},
+		{Scenario: wire.Scenario{ID: "timewait-length/server", Slow: true}},
+		{Scenario: wire.Scenario{ID: "bsd-table/row1/off"}},
+		{Scenario: wire.Scenario{ID: "linger/timeout", Slow: true}},
+	}
+	tests := []struct {
+		patterns string
+		slow     bool
+		want     []string
+	}{
+		{"", false, []string{"timewait/no-flag", "bsd-table/row1/off"}},
+		{"", true, []string{"timewait/no-flag", "timewait-length/server", "bsd-table/row1/off", "linger/timeout"}},
+		{"timewait-length", false, []string{"timewait-length/server"}},
+		{"*", false, []string{"timewait/no-flag", "timewait-length/server", "bsd-table/row1/off", "linger/timeout"}},
+		{"bsd-table", true, []string{"timewait-length/server", "bsd-table/row1/off", "linger/timeout"}},
+	}
+	for _, tc := range tests {
+		if got := ids(scenario.Select(all, tc.patterns, tc.slow)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Select(%q, %v) = %v, want %v", tc.patterns, tc.slow, got, tc.want)
+		}
+	}
+}
+
+// TestMatches checks how an observed outcome is held against a claim.
+func TestMatches(t *testing.T) {
+	tests := []struct {
+		claim, outcome string
+		want           bool
+	}{
+		{"ok", "ok", true},
+		{"ok", "EADDRINUSE", false},
+		{"fails", "EADDRINUSE", true},
+		{"fails", "EACCES", true},
+		{"fails", "ok", false},
+		{"fails", "setup-failed", false},
+		{"fails", "unsupported", false},
+		{"single|uneven", "uneven", true},
+		{"single|uneven", "even", false},
+		{"!even", "single", true},
+		{"!even", "even", false},
+		{"EADDRINUSE then ok", "EADDRINUSE then ok", true},
+		{"fails then ok", "EADDRNOTAVAIL then ok", true},
+		{"fails then ok", "ok then ok", false},
+		{"fails then ok", "EADDRINUSE", false},
+		{"ok", "ok then ok", false},
+		{"loop:ephemeral|addr1:ephemeral", "addr1:ephemeral", true},
+	}
+	for _, tc := range tests {
+		if got := scenario.Matches(tc.claim, tc.outcome); got != tc.want {
+			t.Errorf("Matches(%q, %q) = %v, want %v", tc.claim, tc.outcome, got, tc.want)
+		}
+	}
+	for _, o := range []string{"ok", "EADDRINUSE", "60s", "loop:ephemeral", "any:P", "specific:other", "unbound", "none", "data", "eof", "EAGAIN then data", "even"} {
+		if !scenario.ValidOutcome(o) {
+			t.Errorf("ValidOutcome(%q) = false", o)
+		}
+	}
+	for _, o := range []string{"", "maybe", "loop", "loop:R", "60", "ok then", "1.5s"} {
+		if scenario.ValidOutcome(o) {
+			t.Errorf("ValidOutcome(%q) = true", o)
+		}
+	}
+}
+
 // TestCatalog checks the repository's scenarios.yaml: it parses, is big
 // enough to cover the answer, and every scenario says where its claim is from.
 func TestCatalog(t *testing.T) {
@@ -1205,6 +1519,7 @@ func FuzzParse(f *testing.F) {
 		"scenarios:\n  - id: a/${x}\n    matrix: {x: [1, 2]}\n    proto: udp\n    steps: [socket A, \"bind A ${x}:P\"]\n    expect: {answer: {linux<3.9: ok}}\n",
 		"scenarios:\n  - &a {id: a, proto: tcp, steps: [socket A]}\n  - *a\n",
 		"scenarios:\n  - id: a\n    proto: tcp\n    timeout: 1us\n    steps: [\"spread 3 A,B\", 'connect A [::1]:Q']\n",
+		"scenarios:\n  - id: a\n    proto: tcp\n    slow: true\n    steps: [socket A SO_LINGER=off udp proc=p, try send A 9, try recv A, exit p, sleep 5ms, waitfree loop:P]\n    expect: {answer: {linux: \"fails|!ok then eof\"}}\n",
 		"- 1\n- 2\n",
 		"scenarios: {a: b}\n",
 	} {

@@ -188,13 +188,32 @@ func Match(pattern, id string) bool {
 }
 
 // Filter returns the scenarios whose id matches any of the comma-separated
-// glob patterns; an empty pattern keeps them all.
+// glob patterns. An empty pattern keeps every scenario but the slow ones
+// (TIME_WAIT lengths take a minute each), so a plain run stays fast; a
+// pattern keeps whatever it matches, slow or not ("*" is the whole catalog).
 func Filter(scs []Scenario, patterns string) []Scenario {
+	return Select(scs, patterns, false)
+}
+
+// Select is Filter with the slow scenarios kept as well when slow is true,
+// whatever the patterns: a --slow flag adds them to the run (an empty
+// pattern with slow keeps everything).
+func Select(scs []Scenario, patterns string, slow bool) []Scenario {
 	if strings.TrimSpace(patterns) == "" {
-		return scs
+		var out []Scenario
+		for _, s := range scs {
+			if slow || !s.Slow {
+				out = append(out, s)
+			}
+		}
+		return out
 	}
 	var out []Scenario
 	for _, s := range scs {
+		if slow && s.Slow {
+			out = append(out, s)
+			continue
+		}
 		for _, p := range strings.Split(patterns, ",") {
 			if p = strings.TrimSpace(p); p != "" && Match(p, s.ID) {
 				out = append(out, s)

@@ -23,7 +23,20 @@ const (
 	SpreadSingle = "single" // one socket got everything
 	SpreadUneven = "uneven" // anything else
 	SpreadNone   = "none"   // nothing arrived
+
+	// Outcomes of a recv step.
+	RecvData = "data" // bytes arrived and the stream did not end within the wait
+	RecvEOF  = "eof"  // the peer closed gracefully (FIN), after any data
+
+	// Outcomes of local and peer steps besides an address class.
+	LocalUnbound = "unbound" // the socket has no local address yet
+	PeerNone     = "none"    // the socket is not connected
 )
+
+// Then joins the results a scenario's outcome is made of when some of its
+// steps are marked try: each try step's result in order, then the last
+// step's ("EADDRINUSE then ok").
+const Then = " then "
 
 // Verbs of a step.
 const (
@@ -36,6 +49,15 @@ const (
 	VerbClose    = "close"
 	VerbTimewait = "timewait"
 	VerbSpread   = "spread"
+	VerbSend     = "send"     // send on a connected socket
+	VerbSendto   = "sendto"   // one datagram to an address
+	VerbRecv     = "recv"     // read until EOF, an error or a pause
+	VerbLocal    = "local"    // classify the socket's local address
+	VerbPeer     = "peer"     // classify the socket's peer address
+	VerbExit     = "exit"     // a helper process exits without closing its sockets
+	VerbKill     = "kill"     // a helper process is killed by a signal
+	VerbSleep    = "sleep"    // wait
+	VerbWaitfree = "waitfree" // measure how long until an endpoint can be bound again
 )
 
 // Request is what the orchestrator sends to the agent.
@@ -51,9 +73,13 @@ type Request struct {
 // Scenario is one parsed scenario, ready to run.
 type Scenario struct {
 	ID      string `json:"id"`
-	Proto   string `json:"proto"` // "tcp" or "udp"
+	Proto   string `json:"proto"` // "tcp" or "udp": every socket's, unless a socket step names its own
 	Steps   []Step `json:"steps"`
 	Timeout Millis `json:"timeout_ms"`
+	// Slow marks a scenario that takes seconds or minutes (a TIME_WAIT
+	// length). The agent runs slow scenarios beside the others rather than
+	// one after another.
+	Slow bool `json:"slow,omitempty"`
 }
 
 // Step is one socket call of a scenario.
@@ -69,12 +95,29 @@ type Step struct {
 	N       int      `json:"n,omitempty"`
 	Socks   []string `json:"socks,omitempty"`
 	NewName string   `json:"new_name,omitempty"`
+	// Proto is a socket step's own protocol, "" for the scenario's.
+	Proto string `json:"proto,omitempty"`
+	// Proc names the helper process of the agent's user that holds the
+	// socket ("" for the agent itself); with User "other" it names one of
+	// that user's processes. Exit and kill steps name the process here.
+	Proc string `json:"proc,omitempty"`
+	// Try marks a step whose failure does not end the scenario: its result
+	// becomes part of the scenario's outcome.
+	Try bool `json:"try,omitempty"`
+	// Signal is a kill step's signal (SIGKILL, SIGTERM, SIGSEGV).
+	Signal string `json:"signal,omitempty"`
+	// Wait is a sleep step's duration.
+	Wait Millis `json:"wait_ms,omitempty"`
 }
 
 // Option is a socket option and the value to set it to.
+//
+// SO_LINGER is a struct linger: Value is l_linger in seconds with l_onoff 1,
+// or Off is true for l_onoff 0 (SO_LINGER=off).
 type Option struct {
 	Name  string `json:"name"`
 	Value int    `json:"value"`
+	Off   bool   `json:"off,omitempty"`
 }
 
 // SetOption is one setsockopt call as the OS saw it.
@@ -82,6 +125,7 @@ type SetOption struct {
 	Level string `json:"level"` // SOL_SOCKET or IPPROTO_IPV6
 	Name  string `json:"name"`
 	Value int    `json:"value"`
+	Off   bool   `json:"off,omitempty"` // SO_LINGER with l_onoff 0
 }
 
 // Millis is a duration carried as whole milliseconds.
@@ -111,7 +155,12 @@ type Env struct {
 	AddrsNote     string            `json:"addrs_note,omitempty"`
 	OtherUser     string            `json:"other_user,omitempty"` // empty when user=other cannot run
 	OtherUserNote string            `json:"other_user_note,omitempty"`
-	AgentVersion  string            `json:"agent_version"`
+	// EphemeralPorts is the range the OS picks ports from for port 0 and
+	// an unbound connect ("32768-60999"), read from the OS; empty when it
+	// could not be read, and EphemeralNote says why.
+	EphemeralPorts string `json:"ephemeral_ports,omitempty"`
+	EphemeralNote  string `json:"ephemeral_note,omitempty"`
+	AgentVersion   string `json:"agent_version"`
 }
 
 // Result is the measured outcome of one scenario.
@@ -144,7 +193,12 @@ type StepResult struct {
 	Ret     *int        `json:"ret,omitempty"`
 	Counts  []int       `json:"counts,omitempty"`
 	Sent    int         `json:"sent,omitempty"`
-	Micros  int64       `json:"micros"`
+	// Bytes is how many bytes a send step queued or a recv step read.
+	Bytes int `json:"bytes,omitempty"`
+	// Waited is how long a waitfree step waited until the endpoint could be
+	// bound again (or until it gave up).
+	Waited Millis `json:"waited_ms,omitempty"`
+	Micros int64  `json:"micros"`
 }
 
 // Progress reports that the agent started a scenario (for live views).
