@@ -184,7 +184,7 @@ func TestUDPOverLoopback(t *testing.T) {
 }
 
 func TestAliasesOnLo0(t *testing.T) {
-	addrs, note := chooseAddrs(nil)
+	addrs, note, _ := chooseAddrs(nil)
 	if addrs["addr1"] != "127.0.0.2" || addrs["addr2"] != "127.0.0.3" {
 		t.Fatalf("addrs %v (%s)", addrs, note)
 	}

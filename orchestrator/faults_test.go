@@ -169,6 +169,10 @@ func faultRun(t *testing.T, scs []scenario.Scenario, ready func(orchestrator.Tar
 	t.Helper()
 	img := guestImage(t)
 	opts := runOpts(t, []target.Spec{defaultTarget(t, "linux-6.1")}, scs)
+	if ready(orchestrator.TargetState{Phase: "upload"}) {
+		// A fault of the upload needs an agent that is uploaded.
+		opts.Providers = uploadingQEMU()
+	}
 	var once sync.Once
 	injected, measured := false, 0
 	var sh *guestShell
@@ -307,7 +311,8 @@ func TestFaultAgentStopped(t *testing.T) {
 	start := time.Now()
 	var stopped time.Time
 	sum, d, measured, injected := faultRun(t, catalogTwice(t), inRun(5), func(sh *guestShell) error {
-		out, err := sh.exec(signalByName("STOP", "lab-agent-") + " | grep -q lab-agent && echo stopped")
+		// The agent is /usr/lib/lab/lab-agent, from the guest's initramfs.
+		out, err := sh.exec(signalByName("STOP", "lab-agent") + " | grep -q lab-agent && echo stopped")
 		if err == nil && !strings.Contains(out, "stopped") {
 			err = fmt.Errorf("no agent to stop: %s", out)
 		}
@@ -438,6 +443,9 @@ func TestFaultConnectionCut(t *testing.T) {
 	} {
 		t.Run(tc.phase, func(t *testing.T) {
 			prov := proxiedQEMU{Provider: real, t: t, refuse: 3, proxy: make(chan *cutProxy, 1)}
+			if tc.phase == "upload" {
+				prov.Provider = uploading{real} // the agent must be uploaded for the cut to land there
+			}
 			scs := scenarios(t, "")
 			opts := runOpts(t, []target.Spec{defaultTarget(t, "linux-6.1")}, scs)
 			opts.Providers = map[string]target.Provider{"qemu": prov}
@@ -516,16 +524,39 @@ func TestFaultConnectionCut(t *testing.T) {
 // known_hosts file: the first run works; before the second, the recorded
 // key changes (as when a host is replaced or impersonated), and the second
 // run refuses to connect at once, naming the target and phase.
-func TestFaultHostKeyChanged(t *testing.T) {
-	needGuests(t)
+// sshGuest boots linux-6.1's image for the rest of the test and returns a
+// targets file naming it "linux-6.1", an ssh host verified against
+// known_hosts: a machine lab did not boot, whose agent it uploads.
+func sshGuest(t *testing.T) string {
+	t.Helper()
 	img := guestImage(t)
+	vm, keyFile := bootForSSH(t, img)
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	hk, err := os.ReadFile(img.HostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(known, []byte(knownHostsAddr(vm.SSHAddr())+" "+string(hk)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "targets.yaml")
+	yaml := fmt.Sprintf("targets:\n  - {name: linux-6.1, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: amd64, boot_timeout: 60s}\n", vm.SSHAddr(), img.User, keyFile, known)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// bootForSSH boots img for the rest of the test and returns it with a copy
+// of its client key (mode 0600, as the ssh provider wants).
+func bootForSSH(t *testing.T, img *image.Image) (*qemu.VM, string) {
+	t.Helper()
 	vm, err := qemu.Start(context.Background(), qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: image.KernelCmdline, MemoryMB: 256, ConsolePath: filepath.Join(t.TempDir(), "console.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vm.Stop(context.Background()) })
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "id")
+	keyFile := filepath.Join(t.TempDir(), "id")
 	b, err := os.ReadFile(img.ClientKey)
 	if err != nil {
 		t.Fatal(err)
@@ -533,6 +564,14 @@ func TestFaultHostKeyChanged(t *testing.T) {
 	if err := os.WriteFile(keyFile, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return vm, keyFile
+}
+
+func TestFaultHostKeyChanged(t *testing.T) {
+	needGuests(t)
+	img := guestImage(t)
+	vm, keyFile := bootForSSH(t, img)
+	dir := t.TempDir()
 	real, err := img.HostPublicKey()
 	if err != nil {
 		t.Fatal(err)
@@ -614,7 +653,13 @@ func signalInPhase(t *testing.T, bin, phase string, sig syscall.Signal) {
 	if phase == "image" {
 		cache = coldImageCache(t)
 	}
-	cmd := exec.Command(bin, "run", "-v", "--targets", "linux-6.1", "--scenarios", "scenarios.yaml", "--only", only, "--out", out, "--cache", cache)
+	args := []string{"run", "-v", "--targets", "linux-6.1", "--scenarios", "scenarios.yaml", "--only", only, "--out", out, "--cache", cache}
+	if phase == "upload" {
+		// lab's microVMs carry the agent in their initramfs: the upload
+		// is that of a guest reached as an ssh host.
+		args = append(args, "-file", sshGuest(t))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = ".."
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
