@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"lab/internal/testenv"
 	"lab/scenario"
 	"lab/wire"
 )
@@ -339,29 +340,7 @@ func TestAgentRunsTheCatalog(t *testing.T) {
 	}
 	// docs/freebsd-fstack.md explains, from FreeBSD's source, every
 	// scenario whose outcome differs from Linux 6.12's in results/reference.
-	docs, err := os.ReadFile(filepath.Join(labSource, "docs/freebsd-fstack.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := os.ReadFile(filepath.Join(labSource, "results/reference/linux-6.12.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var linux struct {
-		Results []wire.Result `json:"results"`
-	}
-	if err := json.Unmarshal(ref, &linux); err != nil {
-		t.Fatal(err)
-	}
-	differ := 0
-	for _, lr := range linux.Results {
-		if res := r.results[lr.ID]; res != nil && res.Outcome != lr.Outcome {
-			differ++
-			if !bytes.Contains(docs, []byte("| `"+lr.ID+"` |")) {
-				t.Errorf("%s: %s here, %s on Linux 6.12, and docs/freebsd-fstack.md does not say why", lr.ID, res.Outcome, lr.Outcome)
-			}
-		}
-	}
+	differ := testenv.Unexplained(t, filepath.Join(labSource, "docs/freebsd-fstack.md"), filepath.Join(labSource, "results/reference/linux-6.12.json"), r.results)
 	t.Logf("%d scenarios differ from Linux 6.12", differ)
 	t.Logf("%d scenarios in %s (agent's own count %.2f s)", len(r.results), r.elapsed.Round(time.Millisecond), float64(r.done.Micros)/1e6)
 }

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"lab/image"
+	"lab/internal/testenv"
 	"lab/orchestrator"
 	"lab/qemu"
 	"lab/remote"
@@ -155,7 +156,7 @@ func (g *guestShell) exec(cmd string) (string, error) {
 // process must be gone.
 func noChildren(t *testing.T) {
 	t.Helper()
-	if kids := children(os.Getpid()); len(kids) > 0 {
+	if kids := testenv.Children(os.Getpid()); len(kids) > 0 {
 		t.Errorf("processes outlived the run: %v", kids)
 	}
 }

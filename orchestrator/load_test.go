@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"lab/internal/testenv"
 	"lab/orchestrator"
 	"lab/rundir"
 	"lab/target"
@@ -133,11 +134,11 @@ func TestLoadHundredLocalRuns(t *testing.T) {
 		}
 	}
 	run() // builds the agent and warms up what stays (the logger, the agent cache)
-	fds0, kids0 := openFDs(t), children(os.Getpid())
+	fds0, kids0 := openFDs(t), testenv.Children(os.Getpid())
 	for range 100 {
 		run()
 	}
-	fds1, kids1 := openFDs(t), children(os.Getpid())
+	fds1, kids1 := openFDs(t), testenv.Children(os.Getpid())
 	fmt.Printf("load: 100 local runs: open fds %d before, %d after; child processes %d before, %d after\n", len(fds0), len(fds1), len(kids0), len(kids1))
 	if len(fds1) > len(fds0) {
 		t.Errorf("file descriptors leaked: before %v\nafter %v", fds0, fds1)

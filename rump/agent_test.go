@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"lab/internal/testenv"
 	"lab/rump"
 	"lab/scenario"
 	"lab/wire"
@@ -187,29 +188,7 @@ func TestAgentCatalog(t *testing.T) {
 	}
 	// docs/netbsd-rump.md explains, from NetBSD's source, every scenario
 	// whose outcome differs from Linux 6.12's in results/reference.
-	docs, err := os.ReadFile("../docs/netbsd-rump.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := os.ReadFile("../results/reference/linux-6.12.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var linux struct {
-		Results []wire.Result `json:"results"`
-	}
-	if err := json.Unmarshal(ref, &linux); err != nil {
-		t.Fatal(err)
-	}
-	differ := 0
-	for _, lr := range linux.Results {
-		if res := r.results[lr.ID]; res != nil && res.Outcome != lr.Outcome {
-			differ++
-			if !bytes.Contains(docs, []byte("| `"+lr.ID+"` |")) {
-				t.Errorf("%s: %s here, %s on Linux 6.12, and docs/netbsd-rump.md does not say why", lr.ID, res.Outcome, lr.Outcome)
-			}
-		}
-	}
+	differ := testenv.Unexplained(t, "../docs/netbsd-rump.md", "../results/reference/linux-6.12.json", r.results)
 	t.Logf("%d scenarios differ from Linux 6.12", differ)
 	// A TIME_WAIT entry left by an accepted connection blocks no bind unless
 	// its port is a multiple of 128 (see agent/backend_rump_test.go,

@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"lab/internal/gencatalog"
+	"lab/internal/testenv"
 	"lab/rundir"
 )
 
@@ -66,7 +66,7 @@ func TestKilledMidRunKeepsResults(t *testing.T) {
 					seen = resultLines(journal)
 				}
 			}
-			agents := agentsOf(cmd.Process.Pid)
+			agents := testenv.Children(cmd.Process.Pid)
 			cmd.Process.Signal(sig)
 			err := <-done
 			waited = true
@@ -107,11 +107,13 @@ func TestKilledMidRunKeepsResults(t *testing.T) {
 				}
 			}
 			// The agent does not outlive lab (Pdeathsig, or SIGINT).
-			for _, pid := range agents {
-				for end := time.Now().Add(5 * time.Second); alive(pid) && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			for _, child := range agents {
+				var pid int
+				fmt.Sscan(child, &pid)
+				for end := time.Now().Add(5 * time.Second); testenv.Alive(pid) && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 				}
-				if alive(pid) {
-					t.Errorf("agent pid %d outlived lab", pid)
+				if testenv.Alive(pid) {
+					t.Errorf("agent %s outlived lab", child)
 				}
 			}
 		})
@@ -133,32 +135,4 @@ func resultLines(path string) int {
 		}
 	}
 	return n
-}
-
-// agentsOf lists the children of pid.
-func agentsOf(pid int) []int {
-	var out []int
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after ")".
-		s := string(b)
-		var self, ppid int
-		var state string
-		if _, err := fmt.Sscan(s, &self); err != nil {
-			continue
-		}
-		if _, err := fmt.Sscan(s[strings.LastIndexByte(s, ')')+1:], &state, &ppid); err == nil && ppid == pid {
-			out = append(out, self)
-		}
-	}
-	return out
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	return err == nil && !strings.Contains(string(b), ") Z ")
 }
