@@ -101,7 +101,9 @@ func printReports(w io.Writer, c *report.Comparison, paths []string) {
 			label = "         "
 		}
 	}
-	fmt.Fprintf(os.Stderr, "%d scenarios disagree with the %s", len(c.Disagreements()), c.Source)
+	fs := report.FindingCounts(c.Findings())
+	fmt.Fprintf(os.Stderr, "%d scenarios disagree with the %s: %d findings (%d from its words, %d beyond it, %d where a kernel misses its own selftests)",
+		len(c.Disagreements()), c.Source, fs[report.Stated]+fs[report.Beyond]+fs[report.OwnTests], fs[report.Stated], fs[report.Beyond], fs[report.OwnTests])
 	if c.Baseline != nil {
 		fmt.Fprintf(os.Stderr, "; %d outcomes changed since the baseline run %s", len(c.Changes()), c.Baseline.Run.ID)
 	}
