@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"lab/image"
 	"lab/internal/gencatalog"
 	"lab/orchestrator"
+	"lab/qemu"
+	"lab/remote"
 	"lab/rundir"
 	"lab/scenario"
 	"lab/target"
@@ -112,4 +117,86 @@ func BenchmarkLocalAtScale(b *testing.B) {
 func median(xs []float64) float64 {
 	slices.Sort(xs)
 	return xs[len(xs)/2]
+}
+
+// BenchmarkMicroVMAtScale: the same 2,000 generated scenarios on a
+// linux-6.1 guest, reached as an ssh host so that every iteration meets the
+// same running guest: lab's whole run (connect, upload, run, every result
+// made durable, teardown) against the agent alone inside the guest, started
+// over SSH with its output sent to /dev/null there; median ratio (target
+// 1.5).
+func BenchmarkMicroVMAtScale(b *testing.B) {
+	ctx := context.Background()
+	spec, _ := image.DefaultSpec("linux-6.1")
+	img, err := image.Build(ctx, spec, cacheDir(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vm, err := qemu.Start(ctx, qemu.Config{Arch: "amd64", Kernel: img.Kernel, Initrd: img.Initrd, Append: image.KernelCmdline, MemoryMB: 256, ConsolePath: filepath.Join(b.TempDir(), "console")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Stop(ctx)
+	hostKey, err := os.ReadFile(img.HostKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pinned, _ := remote.PinnedHostKey(hostKey)
+	signer, _ := img.ClientSigner()
+	c, err := remote.Dial(ctx, remote.Config{Addr: vm.SSHAddr(), User: img.User, Signer: signer, HostKey: pinned, Deadline: 90 * time.Second, Abort: vm.Exited(), MaxBannerWait: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	// The agent, built as lab builds it, and the request, in the guest.
+	agentBin := filepath.Join(b.TempDir(), "lab-agent")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", agentBin, "../cmd/lab-agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the agent: %v\n%s", err, out)
+	}
+	scs := generated(b, 2000)
+	req, _ := json.Marshal(wire.Request{Scenarios: scenario.Wire(scs)})
+	for _, f := range []struct {
+		local []byte
+		path  string
+		mode  os.FileMode
+	}{{mustRead(b, agentBin), "/tmp/bench-agent", 0o755}, {req, "/tmp/bench-req.json", 0o644}} {
+		if err := c.Upload(ctx, bytes.NewReader(f.local), f.path, f.mode); err != nil {
+			b.Fatal(err)
+		}
+	}
+	key := filepath.Join(b.TempDir(), "id")
+	os.WriteFile(key, mustRead(b, img.ClientKey), 0o600)
+	known := filepath.Join(b.TempDir(), "known_hosts")
+	os.WriteFile(known, append([]byte(knownHostsLine(vm.SSHAddr())+" "), hostKey...), 0o600)
+	guest := oneTarget(b, fmt.Sprintf("{name: guest, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: amd64}", vm.SSHAddr(), img.User, key, known))
+	benchRun(b, []target.Spec{guest}, scs[:1]) // lab's agent build, outside the timing
+	var alone, withLab, ratios []float64
+	for b.Loop() {
+		start := time.Now()
+		if rerr, terr := c.Run(ctx, "/tmp/bench-agent </tmp/bench-req.json >/dev/null", nil, nil, os.Stderr); rerr != nil || terr != nil {
+			b.Fatal(rerr, terr)
+		}
+		a := time.Since(start).Seconds()
+		l := benchRun(b, []target.Spec{guest}, scs).Seconds()
+		alone, withLab, ratios = append(alone, a), append(withLab, l), append(ratios, l/a)
+	}
+	b.ReportMetric(median(alone), "s-agent-alone")
+	b.ReportMetric(median(withLab), "s-lab")
+	b.ReportMetric(median(ratios), "ratio")
+}
+
+func mustRead(b *testing.B, p string) []byte {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// knownHostsLine is addr as known_hosts writes it: [host]:port.
+func knownHostsLine(addr string) string {
+	h, p, _ := net.SplitHostPort(addr)
+	return "[" + h + "]:" + p
 }
