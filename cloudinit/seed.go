@@ -101,6 +101,9 @@ func Write(path string, files []File, formats ...Format) (Format, error) {
 	return writeWith(seedTools, path, formats, files)
 }
 
+// seedTries is how often a seed tool that crashed is run again.
+const seedTries = 3
+
 // writeWith builds the image with the first tool of tools that makes one of formats
 // and is installed. The image is built beside path and renamed, so a guest never sees
 // half an image and a failed build leaves nothing behind.
@@ -143,9 +146,19 @@ func writeWith(tools []seedTool, path string, formats []Format, files []File) (F
 		return "", fmt.Errorf("cloudinit: writing seed: %w", err)
 	}
 	tmp := abs + ".tmp"
-	os.Remove(tmp) // mkfs.vfat -C refuses an existing file
-	if err := tool.build(tmp, dir, names2); err != nil {
+	for try := 1; ; try++ {
+		os.Remove(tmp) // mkfs.vfat -C refuses an existing file
+		err := tool.build(tmp, dir, names2)
+		if err == nil {
+			break
+		}
 		os.Remove(tmp)
+		// Debian 12's xorriso 1.5.4 now and then dies of a SIGSEGV it catches
+		// itself ("UNIX-SIGNAL: SIGSEGV", exit 1) on a seed it makes at the
+		// next try: a crash of the tool, not a refusal of the seed.
+		if try < seedTries && strings.Contains(err.Error(), "UNIX-SIGNAL") {
+			continue
+		}
 		return "", fmt.Errorf("cloudinit: writing seed with %s: %w", tool.name, err)
 	}
 	// The seed holds a private host key: only its owner (and QEMU, run by the same

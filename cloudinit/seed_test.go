@@ -1,6 +1,7 @@
 package cloudinit
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,5 +190,35 @@ func TestWriteFileNames(t *testing.T) {
 	}
 	if err := checkFiles([]File{{"user-data", ""}, {"network-config", ""}}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestWriteRetriesACrashedTool: a tool that dies of a signal it reports
+// (xorriso's "UNIX-SIGNAL: SIGSEGV") is run again; one that refuses the
+// seed is not.
+func TestWriteRetriesACrashedTool(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fail   string // the first run's error
+		runs   int
+		wantOK bool
+	}{
+		{"crash, then a seed", "xorriso: exit status 1: UNIX-SIGNAL:  SIGSEGV  errno= 0", 2, true},
+		{"refused", "xorriso: exit status 1: cannot write", 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs := 0
+			tool := seedTool{name: "fake", format: ISO9660, build: func(out, dir string, files []string) error {
+				runs++
+				if runs == 1 {
+					return errors.New(tc.fail)
+				}
+				return os.WriteFile(out, []byte("seed"), 0o600)
+			}}
+			_, err := writeWith([]seedTool{tool}, filepath.Join(t.TempDir(), "seed.iso"), []Format{ISO9660}, []File{{Name: "user-data", Data: "#cloud-config\n"}})
+			if (err == nil) != tc.wantOK || runs != tc.runs {
+				t.Errorf("err %v after %d runs; want ok=%v after %d", err, runs, tc.wantOK, tc.runs)
+			}
+		})
 	}
 }
