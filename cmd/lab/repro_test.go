@@ -19,15 +19,39 @@ import (
 	"lab/target"
 )
 
-// labBinary builds lab into a temporary directory, so tests can run it as a
-// separate process that exits.
+// builtLab is lab built once for the test binary: each test that runs lab
+// as a separate process shares it (TestMain removes it).
+var builtLab struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// labBinary builds lab into a temporary directory, once, so tests can run
+// it as a separate process that exits.
 func labBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "lab")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	builtLab.once.Do(func() {
+		if builtLab.dir, builtLab.err = os.MkdirTemp("", "lab-test-bin-"); builtLab.err != nil {
+			return
+		}
+		builtLab.path = filepath.Join(builtLab.dir, "lab")
+		if out, err := exec.Command("go", "build", "-o", builtLab.path, ".").CombinedOutput(); err != nil {
+			builtLab.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if builtLab.err != nil {
+		t.Fatal(builtLab.err)
 	}
-	return bin
+	return builtLab.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtLab.dir != "" {
+		os.RemoveAll(builtLab.dir)
+	}
+	os.Exit(code)
 }
 
 // runLab runs the lab binary in the source tree's root and returns its exit
