@@ -140,9 +140,21 @@ func (c *Client) uploadError(ctx context.Context, dst, what string, err error) e
 	return fmt.Errorf("remote: upload %s: %s: %w", dst, what, err)
 }
 
+// tempInfix joins an upload's destination and the random part of the
+// temporary name it is written under.
+const tempInfix = ".lab-tmp-"
+
 // tempName is a name next to dst that no other upload uses.
 func tempName(dst string) string {
 	var b [6]byte
 	rand.Read(b[:])
-	return dst + ".lab-tmp-" + hex.EncodeToString(b[:])
+	return dst + tempInfix + hex.EncodeToString(b[:])
+}
+
+// PartialUploads is a shell glob matching the temporary files of uploads to
+// dst. An upload whose connection was cut cannot remove its own, so whoever
+// reconnects removes them with this (dst must be a name only one upload
+// uses, as the agent's is).
+func PartialUploads(dst string) string {
+	return shell.Quote(dst+tempInfix) + "*"
 }

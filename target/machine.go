@@ -89,8 +89,11 @@ type sshMachine struct {
 	redial remote.Config
 	// preloaded are programs already on the machine (Instance.Preloaded).
 	preloaded map[string]string
-	once      sync.Once
-	err       error
+	// cut are the destinations of uploads the connection broke under,
+	// whose partial files the next connection removes.
+	cut  []string
+	once sync.Once
+	err  error
 }
 
 var (
@@ -123,6 +126,10 @@ func (m *sshMachine) Upload(ctx context.Context, local string) (string, error) {
 		dst = "/C:/Windows/Temp/" + name + ".exe"
 	}
 	if err := m.client.Upload(ctx, f, dst, 0o755); err != nil {
+		var lost *remote.TransportError
+		if errors.As(err, &lost) {
+			m.cut = append(m.cut, dst)
+		}
 		return "", m.ifGuestDied(err)
 	}
 	if m.goos == "windows" {
@@ -221,7 +228,39 @@ func (m *sshMachine) Reconnect(ctx context.Context) error {
 	}
 	m.client.Close()
 	m.client = c
+	m.removePartialUploads(ctx)
 	return nil
+}
+
+// removePartialUploads removes, best effort, what uploads cut by the lost
+// connection left in the target's temporary directory: each is a copy of
+// the agent (megabytes), and nothing else would ever remove it.
+func (m *sshMachine) removePartialUploads(ctx context.Context) {
+	if len(m.cut) == 0 {
+		return
+	}
+	var globs []string
+	for _, dst := range m.cut {
+		if m.goos == "windows" {
+			// cmd.exe's del and PowerShell's Remove-Item both expand *.
+			globs = append(globs, windowsPath(dst)+".lab-tmp-*")
+		} else {
+			globs = append(globs, remote.PartialUploads(dst))
+		}
+	}
+	cmd := "rm -f -- " + strings.Join(globs, " ")
+	if m.goos == "windows" {
+		cmd = "del " + strings.Join(globs, " ")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if remoteErr, transportErr := m.client.Run(cctx, cmd, nil, nil, nil); remoteErr != nil || transportErr != nil {
+		if m.redial.Log != nil {
+			m.redial.Log.Debug("removing partial uploads", "cmd", cmd, "error", errors.Join(remoteErr, transportErr))
+		}
+		return // the agent's next upload does not depend on it
+	}
+	m.cut = nil
 }
 
 // Close disconnects and stops the VM, once.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"lab/internal/testenv"
 	"lab/target"
@@ -383,10 +384,43 @@ func TestReproReconnects(t *testing.T) {
 	targets := filepath.Join(dir, "targets.yaml")
 	os.WriteFile(targets, []byte(fmt.Sprintf("targets:\n  - {name: ssh-host, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: %s}\n",
 		px, u.Username, s.Key, known, runtime.GOARCH)), 0o644)
+	before := partialUploads(t)
 	code, stdout, stderr := runLab(t, labBinary(t), nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", "bsd-table/row1/off", "--out", t.TempDir())
 	if code != 0 || !strings.Contains(stderr, "connection lost; reconnecting") || !strings.Contains(stdout, "outcome  EADDRINUSE") {
 		t.Errorf("exit %d; want 0 after a reconnect\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
+	// The cut upload's partial agent is removed once lab reconnects. Other
+	// packages' tests upload into the same /tmp, so a new partial file only
+	// counts if it is still there a while later.
+	for f := range partialUploads(t) {
+		if before[f] {
+			continue
+		}
+		for range 50 {
+			if _, err := os.Stat(f); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("the cut upload left %s behind", f)
+			os.Remove(f)
+		}
+	}
+}
+
+// partialUploads are the temporary files of agent uploads in /tmp.
+func partialUploads(t *testing.T) map[string]bool {
+	t.Helper()
+	files, err := filepath.Glob("/tmp/lab-agent-*.lab-tmp-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string]bool{}
+	for _, f := range files {
+		set[f] = true
+	}
+	return set
 }
 
 // startCutProxy forwards 127.0.0.1:random to addr and cuts the first
