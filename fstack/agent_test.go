@@ -342,6 +342,10 @@ func TestAgentRunsTheCatalog(t *testing.T) {
 	// scenario whose outcome differs from Linux 6.12's in results/reference.
 	differ := testenv.Unexplained(t, filepath.Join(labSource, "docs/freebsd-fstack.md"), filepath.Join(labSource, "results/reference/linux-6.12.json"), r.results)
 	t.Logf("%d scenarios differ from Linux 6.12", differ)
+	// Nor may the two BSD columns disagree unexplained: the doc's last
+	// section explains each difference from both kernels' sources.
+	differBSD := testenv.Unexplained(t, filepath.Join(labSource, "docs/freebsd-fstack.md"), filepath.Join(labSource, "results/reference/netbsd-rump.json"), r.results)
+	t.Logf("%d scenarios differ from NetBSD's rump kernel", differBSD)
 	t.Logf("%d scenarios in %s (agent's own count %.2f s)", len(r.results), r.elapsed.Round(time.Millisecond), float64(r.done.Micros)/1e6)
 }
 
