@@ -3,9 +3,10 @@
 //
 // The agent is a small static binary pushed to every target, so this package
 // depends on the standard library, lab/wire and golang.org/x/sys only. The
-// socket calls themselves live in per-OS files (sys_unix.go, sys_windows.go,
-// sockopt_*.go, errno_*.go) in the manner of the standard library's net
-// package; the code here never asks which OS it is on.
+// socket calls themselves live in per-backend files (sys_unix.go,
+// sys_windows.go, sys_rump.go, sys_fstack.go, sockopt_*.go; each sys file
+// names its errnos) in the manner of the standard library's net package;
+// the code here never asks which OS it is on.
 package agent
 
 import (

@@ -85,17 +85,20 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lab-agent: "+format+"\n", args...)
 		return 1
 	}
-	// One JSON document, not the whole stream: the orchestrator may keep
-	// stdin open.
-	var raw json.RawMessage
-	var req wire.Request
-	err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&raw)
-	if err == nil {
-		err = json.Unmarshal(raw, &req)
-	}
+	req, _, err := ReadRequest(stdin)
 	if err != nil {
 		fail("reading request from stdin: %v", err)
 		return 2 // bad input, as the agent's main says it
+	}
+	// The supervisor shapes the output, as it writes it; the F-Stack
+	// process writes each line plain, at once, so that a crash of it loses
+	// nothing the relay could not send.
+	out := NewOutput(stdout, req.Output)
+	child := req
+	child.Output = wire.Output{}
+	raw, err := json.Marshal(child)
+	if err != nil {
+		return fail("encoding the F-Stack process's request: %v", err)
 	}
 	silence := silenceMargin
 	var longest time.Duration
@@ -159,7 +162,7 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 					results++
 					mu.Unlock()
 				}
-				if _, werr := stdout.Write(line); werr != nil {
+				if werr := out.EmitLine(line, bytes.HasPrefix(line, []byte(`{"done"`))); werr != nil {
 					relayed <- werr
 					return
 				}
@@ -218,6 +221,9 @@ loop:
 		}
 	}
 	relayErr := <-relayed
+	if err := out.Close(); relayErr == nil {
+		relayErr = err
+	}
 	<-copied
 	cleanErr := RemoveDPDKState(prefix)
 	mu.Lock()

@@ -317,6 +317,9 @@ func (tr *targetRun) uploadAndRun(ctx context.Context, m target.Machine, agentBi
 		return fmt.Errorf("target %s, upload: %w", tr.t.Name, err)
 	}
 	tr.startPhase("run")
+	if l, ok := m.(target.Linked); ok {
+		req.Output = l.AgentOutput()
+	}
 	return tr.runAgent(ctx, m, cmd, req)
 }
 

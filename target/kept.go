@@ -32,6 +32,10 @@ type Kept struct {
 	OS         string    `json:"os"`
 	Console    string    `json:"console"`
 	Started    time.Time `json:"started"`
+	// Preloaded is the agent in the guest's initramfs (Instance.Preloaded):
+	// a later run whose agent build is the same file (builds are named by
+	// their sources' hash) runs it there instead of uploading another.
+	Preloaded map[string]string `json:"preloaded,omitempty"`
 
 	file string
 }
@@ -142,9 +146,10 @@ func (k *Kept) instance(s Spec) (*Instance, error) {
 		Diagnose: func(err error) error {
 			return fmt.Errorf("kept guest %s (pid %d): %w", k.Target, k.PID, err)
 		},
-		Keep: true,
-		Kept: k,
-		CC:   CBuildHostStatic,
+		Keep:      true,
+		Kept:      k,
+		Preloaded: k.Preloaded,
+		CC:        CBuildHostStatic,
 	}, nil
 }
 

@@ -19,7 +19,18 @@ import (
 	"lab/internal/output"
 	"lab/internal/shell"
 	"lab/remote"
+	"lab/wire"
 )
+
+// sshOutput is how the agent writes on a machine reached over SSH, where
+// each write is a packet the remote sshd must read, encrypt and send, and
+// under emulation every byte it sends costs: a hold of 20 ms gathers a
+// burst of fast scenarios into one write and keeps what a crash of the
+// agent can lose to a few scenarios, and gzip makes traces a 17th of their
+// size. 2,000 scenarios in a linux-6.1 guest (BenchmarkMicroVMAtScale):
+// 13 s streamed line by line, 2.4 s held, 1.9 s held and gzipped, 1.9 s
+// for the agent alone.
+var sshOutput = wire.Output{HoldMillis: 20, Gzip: true}
 
 // redialTimeout bounds a reconnect: the machine answered a moment ago, and
 // one that does not come back soon is better reported than waited for.
@@ -99,7 +110,11 @@ type sshMachine struct {
 var (
 	_ Machine     = (*sshMachine)(nil)
 	_ Reconnecter = (*sshMachine)(nil)
+	_ Linked      = (*sshMachine)(nil)
 )
+
+// AgentOutput implements Linked.
+func (m *sshMachine) AgentOutput() wire.Output { return sshOutput }
 
 // Upload copies the agent to the target's temporary directory under a
 // random name, so two runs on one host never collide.

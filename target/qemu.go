@@ -262,7 +262,7 @@ func (qemuProvider) Start(ctx context.Context, s Spec, env Env) (*Instance, erro
 	k := &Kept{
 		Target: s.Name, PID: vm.PID(), Marker: strings.ReplaceAll(cfg.Name, ",", ""), SSHAddr: vm.SSHAddr(),
 		User: img.User, Key: img.ClientKey, HostKey: strings.TrimSpace(string(hostKeyLine)), OS: s.OS,
-		Console: cfg.ConsolePath, Started: time.Now().UTC(),
+		Console: cfg.ConsolePath, Started: time.Now().UTC(), Preloaded: preloaded,
 		file:       KeptFile(env.CacheDir, s.Name),
 		KnownHosts: strings.TrimSuffix(KeptFile(env.CacheDir, s.Name), ".json") + ".known_hosts",
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"lab/remote"
+	"lab/wire"
 )
 
 // providers is every provider lab knows, by the name lab.yaml gives it.
@@ -188,6 +189,13 @@ type Machine interface {
 // the machine itself lives on (a guest or host reached over SSH).
 type Reconnecter interface {
 	Reconnect(ctx context.Context) error
+}
+
+// Linked is a Machine whose agent's output crosses a connection where each
+// write and each byte cost: AgentOutput is how the agent should shape it
+// there (wire.Request.Output).
+type Linked interface {
+	AgentOutput() wire.Output
 }
 
 // ErrUnavailable marks a target this host cannot run: a result to report,

@@ -68,6 +68,24 @@ type Request struct {
 	// OtherUser names the unprivileged user for user=other sockets; empty lets
 	// the agent choose ("labother" where it exists, else "nobody").
 	OtherUser string `json:"other_user,omitempty"`
+	// Output says how the agent writes its lines; the zero value writes
+	// each, plain, as it ends.
+	Output Output `json:"output,omitzero"`
+}
+
+// Output shapes the agent's output for a connection where each write and
+// each byte cost (an SSH channel: every write a packet the remote sshd
+// reads, encrypts and sends). A request may itself be gzipped; the agent
+// knows it by gzip's magic bytes.
+type Output struct {
+	// HoldMillis is how long the agent may hold a line before writing it,
+	// so that the lines of fast scenarios leave together: a crash of the
+	// agent loses at most what it measured in that time.
+	HoldMillis Millis `json:"hold_ms,omitempty"`
+	// Gzip makes the output one gzip stream, flushed wherever lines leave,
+	// so that every line written can be read at once; a stream cut short
+	// yields every line flushed before the cut.
+	Gzip bool `json:"gzip,omitempty"`
 }
 
 // Scenario is one parsed scenario, ready to run.

@@ -1,24 +1,21 @@
 // Command lab-agent runs lab's scenarios on the machine it runs on. It reads
 // one wire.Request as JSON on standard input and writes one wire.Line of
-// JSON per line on standard output, a result as soon as each scenario ends,
-// so that whatever it measured survives a crash of the agent or its
-// connection.
+// JSON per line on standard output, a result as soon as each scenario ends
+// (or within the hold the request asks for), so that whatever it measured
+// survives a crash of the agent or its connection.
 //
 // Run with -helper it instead serves the sockets of user=other steps; the
 // agent starts it that way itself, as the other user.
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"lab/agent"
-	"lab/wire"
 )
 
 func main() {
@@ -39,20 +36,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	var req wire.Request
-	if err := json.NewDecoder(bufio.NewReader(os.Stdin)).Decode(&req); err != nil {
+	req, _, err := agent.ReadRequest(os.Stdin)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab-agent: reading request from stdin:", err)
 		os.Exit(2)
 	}
-	out := bufio.NewWriter(os.Stdout)
-	enc := json.NewEncoder(out)
-	emit := func(l wire.Line) error {
-		if err := enc.Encode(l); err != nil {
-			return err
-		}
-		return out.Flush() // each line leaves at once: nothing measured waits in a buffer
+	// Each line leaves as it ends, or as the request's output shape says.
+	out := agent.NewOutput(os.Stdout, req.Output)
+	err = agent.Run(ctx, req, out.Emit)
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("writing results: %w", cerr)
 	}
-	if err := agent.Run(ctx, req, emit); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab-agent:", err)
 		os.Exit(1)
 	}

@@ -311,6 +311,17 @@ func TestReproKeepDown(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "6.1") {
 		t.Errorf("lab shell uname -r: exit %d: %s %s", code, stdout, stderr)
 	}
+	// The agent in the guest's initramfs is recorded, so that later runs
+	// with the same agent build run it instead of uploading another.
+	if len(k.Preloaded) != 1 {
+		t.Errorf("kept guest records preloaded agents %v; want the one in its initramfs", k.Preloaded)
+	}
+	for local, there := range k.Preloaded {
+		code, stdout, stderr = runLab(t, bin, nil, "shell", "--cache", cache, name, "test", "-x", there, "&&", "echo", "present")
+		if _, err := os.Stat(local); err != nil || code != 0 || !strings.Contains(stdout, "present") {
+			t.Errorf("preloaded agent %s -> %s: build %v; in the guest: exit %d %s %s", local, there, err, code, stdout, stderr)
+		}
+	}
 
 	code, stdout, stderr = runLab(t, bin, nil, "repro", "--target", name, "--scenario", "ipv6/v6only1-any6-then-v4-any/tcp", "--keep", "--emit", "go", "--out", out, "--cache", cache)
 	if code != 0 || !strings.Contains(stdout, "reproducer matches the agent") || !strings.Contains(stderr, "reusing kept guest") {
