@@ -251,9 +251,14 @@ func launch(ctx context.Context, r *runner, args []string, port int, files []*os
 		if consoleFile == nil {
 			cmd.Stdout = nil // /dev/null
 		}
-		f, err := os.CreateTemp("", "lab-qemu-stderr-")
+		var f *os.File
+		var err error
 		if consoleFile != nil {
 			f, err = os.Create(consoleFile.Name() + ".stderr")
+		} else if f, err = os.CreateTemp("", "lab-qemu-stderr-"); err == nil {
+			// Nameless at once: QEMU and lab write and read it through their
+			// descriptors, and a QEMU that outlives lab leaves nothing in /tmp.
+			os.Remove(f.Name())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("creating QEMU's stderr file: %w", err)
@@ -272,13 +277,13 @@ func launch(ctx context.Context, r *runner, args []string, port int, files []*os
 
 	err := startLocked(cmd, func(err error) {
 		if stderrFile != nil {
-			if b, rerr := os.ReadFile(stderrFile.Name()); rerr == nil {
-				vm.stderr.Write(b)
+			// pread, by the descriptor: QEMU's stderr shares its offset.
+			if fi, serr := stderrFile.Stat(); serr == nil {
+				b := make([]byte, fi.Size())
+				n, _ := stderrFile.ReadAt(b, 0)
+				vm.stderr.Write(b[:n])
 			}
 			stderrFile.Close()
-			if consoleFile == nil {
-				os.Remove(stderrFile.Name())
-			}
 		}
 		vm.exitErr = err
 		close(vm.exited)

@@ -47,6 +47,7 @@ func buildAgent(t testing.TB, tags string) string {
 			ab.err = err
 			return
 		}
+		removeAtExit(dir)
 		ab.path = filepath.Join(dir, "lab-agent")
 		if tags == rump.Tags {
 			ab.err = l.BuildAgent(context.Background(), "..", ab.path)

@@ -41,7 +41,25 @@ func TestMain(m *testing.M) {
 	if temporary {
 		os.RemoveAll(cacheDir)
 	}
+	atExit.Lock()
+	for _, d := range atExit.dirs {
+		os.RemoveAll(d)
+	}
+	atExit.Unlock()
 	os.Exit(code)
+}
+
+// atExit are directories the tests made that outlive a single test (the
+// agent builds they share), removed when the test binary ends.
+var atExit struct {
+	sync.Mutex
+	dirs []string
+}
+
+func removeAtExit(dir string) {
+	atExit.Lock()
+	defer atExit.Unlock()
+	atExit.dirs = append(atExit.dirs, dir)
 }
 
 // sharedSources is ../shared/netbsd-rump beside the checkout, where lab's
