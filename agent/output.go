@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -124,7 +125,7 @@ func (o *Output) Close() error {
 	return o.err
 }
 
-var errClosed = fmt.Errorf("agent output already closed")
+var errClosed = errors.New("agent output already closed")
 
 // gzipMagic starts every gzip stream (RFC 1952).
 var gzipMagic = []byte{0x1f, 0x8b}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"lab/image"
+	"lab/internal/testenv"
 	"lab/orchestrator"
 	"lab/qemu"
 	"lab/remote"
@@ -41,19 +42,10 @@ func needGuests(t testing.TB) {
 
 // qemuProcs lists QEMU processes whose command line contains s.
 func qemuProcs(s string) []string {
-	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
+	return testenv.Processes("cmdline", func(b []byte) bool {
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, s) {
-			out = append(out, filepath.Base(filepath.Dir(f))+": "+cmd)
-		}
-	}
-	return out
+		return strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, s)
+	})
 }
 
 // noPrivateKeys fails the test if any file in a run directory holds a

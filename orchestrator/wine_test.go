@@ -3,7 +3,6 @@
 package orchestrator_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"lab/internal/testenv"
 	"lab/orchestrator"
 	"lab/rundir"
 	"lab/target"
@@ -103,19 +103,5 @@ func TestWineObserved(t *testing.T) {
 // wineProcesses lists processes whose environment names prefix as their
 // WINEPREFIX.
 func wineProcesses(prefix string) []string {
-	var out []string
-	envs, _ := filepath.Glob("/proc/[0-9]*/environ")
-	for _, f := range envs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(b, []byte{0}) {
-			if string(kv) == "WINEPREFIX="+prefix {
-				cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "cmdline"))
-				out = append(out, filepath.Base(filepath.Dir(f))+": "+strings.ReplaceAll(string(cmd), "\x00", " "))
-			}
-		}
-	}
-	return out
+	return testenv.Processes("environ", func(b []byte) bool { return testenv.HasField(b, "WINEPREFIX="+prefix) })
 }

@@ -151,10 +151,8 @@ func tempName(dst string) string {
 	return dst + tempInfix + hex.EncodeToString(b[:])
 }
 
-// PartialUploads is a shell glob matching the temporary files of uploads to
-// dst. An upload whose connection was cut cannot remove its own, so whoever
-// reconnects removes them with this (dst must be a name only one upload
-// uses, as the agent's is).
-func PartialUploads(dst string) string {
-	return shell.Quote(dst+tempInfix) + "*"
-}
+// PartialUploadPrefix starts the names of the temporary files of uploads
+// to dst. An upload whose connection was cut cannot remove its own, so
+// whoever reconnects removes the files with this prefix (dst must be a name
+// only one upload uses, as the agent's is).
+func PartialUploadPrefix(dst string) string { return dst + tempInfix }

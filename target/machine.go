@@ -256,11 +256,12 @@ func (m *sshMachine) removePartialUploads(ctx context.Context) {
 	}
 	var globs []string
 	for _, dst := range m.cut {
+		prefix := remote.PartialUploadPrefix(dst)
 		if m.goos == "windows" {
 			// cmd.exe's del and PowerShell's Remove-Item both expand *.
-			globs = append(globs, windowsPath(dst)+".lab-tmp-*")
+			globs = append(globs, windowsPath(prefix)+"*")
 		} else {
-			globs = append(globs, remote.PartialUploads(dst))
+			globs = append(globs, shell.Quote(prefix)+"*")
 		}
 	}
 	cmd := "rm -f -- " + strings.Join(globs, " ")

@@ -363,20 +363,7 @@ func TestReproKeepDown(t *testing.T) {
 
 // withArg lists the processes with arg on their command line.
 func withArg(arg string) []string {
-	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, a := range bytes.Split(b, []byte{0}) {
-			if string(a) == arg {
-				out = append(out, filepath.Base(filepath.Dir(f)))
-			}
-		}
-	}
-	return out
+	return testenv.Processes("cmdline", func(b []byte) bool { return testenv.HasField(b, arg) })
 }
 
 // TestReproReconnects: lab repro reaches a host over SSH through a proxy

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,34 @@ func Children(pid int) []string {
 		out = append(out, s[:i+1])
 	}
 	return out
+}
+
+// Processes lists the processes whose /proc/PID/<file> (cmdline, environ,
+// ...) satisfies match, each as "PID: command line" with its NULs as
+// spaces: what a test checks a program left running, and where to find it.
+func Processes(file string, match func(content []byte) bool) []string {
+	var out []string
+	files, _ := filepath.Glob("/proc/[0-9]*/" + file)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || !match(b) {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "cmdline"))
+		out = append(out, filepath.Base(filepath.Dir(f))+": "+strings.ReplaceAll(string(cmd), "\x00", " "))
+	}
+	return out
+}
+
+// HasField reports whether content, NUL-separated fields (a cmdline, an
+// environ), holds field exactly.
+func HasField(content []byte, field string) bool {
+	for _, f := range bytes.Split(content, []byte{0}) {
+		if string(f) == field {
+			return true
+		}
+	}
+	return false
 }
 
 // Alive reports whether process pid exists and is not a zombie.
