@@ -157,26 +157,26 @@ func checkNoDPDKState(t *testing.T, prefix string) {
 	}
 }
 
-// checkNoConfDirs fails the test if a run left its config directory (the
-// agent's supervisor makes one per run in $TMPDIR, named lab-fstack-*)
-// beyond those in before.
-func checkNoConfDirs(t *testing.T, before []string) {
-	t.Helper()
-	old := map[string]bool{}
-	for _, d := range before {
-		old[d] = true
-	}
-	for _, d := range confDirs() {
-		if !old[d] {
-			t.Errorf("config directory %s left behind", d)
-			os.RemoveAll(d)
-		}
-	}
+// privateTmp is a $TMPDIR for one agent run and the environment variable
+// that gives it to the agent, whose supervisor makes its per-run config
+// directory there (lab-fstack-*). checkTmpEmpty then sees only that run's
+// leftovers: other packages' tests run F-Stack agents at the same time and
+// write into the machine's /tmp.
+func privateTmp(t *testing.T) (dir, env string) {
+	dir = t.TempDir()
+	return dir, "TMPDIR=" + dir
 }
 
-func confDirs() []string {
-	m, _ := filepath.Glob(filepath.Join(os.TempDir(), "lab-fstack-*"))
-	return m
+// checkTmpEmpty fails the test if a run left anything in its $TMPDIR.
+func checkTmpEmpty(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("the run left %s in its $TMPDIR", e.Name())
+	}
 }
 
 func testPrefix(t *testing.T) string {
@@ -277,13 +277,13 @@ func TestAgentRunsTheCatalog(t *testing.T) {
 	bin := agentBinary(t, Tags)
 	scs := catalog(t)
 	prefix := testPrefix(t)
-	dirs := confDirs()
-	r := runAgent(t, bin, wire.Request{Scenarios: scs}, PrefixEnv+"="+prefix)
+	tmp, tmpEnv := privateTmp(t)
+	r := runAgent(t, bin, wire.Request{Scenarios: scs}, PrefixEnv+"="+prefix, tmpEnv)
 	if r.err != nil {
 		t.Fatalf("agent: %v\n%s", r.err, r.stderr)
 	}
 	checkNoDPDKState(t, prefix)
-	checkNoConfDirs(t, dirs)
+	checkTmpEmpty(t, tmp)
 	if r.stderr != "" {
 		t.Errorf("a run that works printed on stderr:\n%s", r.stderr)
 	}
@@ -384,11 +384,11 @@ func TestAgentFaults(t *testing.T) {
 	} {
 		t.Run(c.fault, func(t *testing.T) {
 			prefix := testPrefix(t)
-			dirs := confDirs()
+			tmp, tmpEnv := privateTmp(t)
 			r := runAgent(t, bin, req, PrefixEnv+"="+prefix, "LAB_FSTACK_FAULT="+c.fault,
-				"LAB_FSTACK_HANG_TIMEOUT=2s", "LAB_FSTACK_SILENCE=3s")
+				"LAB_FSTACK_HANG_TIMEOUT=2s", "LAB_FSTACK_SILENCE=3s", tmpEnv)
 			checkNoDPDKState(t, prefix)
-			checkNoConfDirs(t, dirs)
+			checkTmpEmpty(t, tmp)
 			if r.err == nil {
 				t.Fatalf("the agent succeeded despite the fault; stderr:\n%s", r.stderr)
 			}

@@ -27,8 +27,9 @@ func sshTarget(t testing.TB, s *testenv.SSHD) target.Spec {
 // TestSSHProvider runs scenarios on a host reached over SSH and checks the
 // agent leaves nothing behind there.
 func TestSSHProvider(t *testing.T) {
-	s := testenv.StartSSHD(t)
-	before, _ := filepath.Glob("/tmp/lab-agent-*")
+	// The host's /tmp is its own, so whatever is in it afterwards is this
+	// run's.
+	s := testenv.StartSSHDWith(t, testenv.SSHDOptions{PrivateTmp: true})
 	scs := scenarios(t, "bsd-table/*")
 	sum, err := orchestrator.Run(context.Background(), runOpts(t, []target.Spec{sshTarget(t, s)}, scs))
 	if err != nil {
@@ -41,9 +42,8 @@ func TestSSHProvider(t *testing.T) {
 	if len(tr.Results) != len(scs) || tr.Env == nil || tr.Env.OS != "linux" {
 		t.Errorf("%d results for %d scenarios, env %+v", len(tr.Results), len(scs), tr.Env)
 	}
-	after, _ := filepath.Glob("/tmp/lab-agent-*")
-	if len(after) != len(before) {
-		t.Errorf("the agent was left on the host: %v", after)
+	if left := s.Tmp(t); len(left) != 0 {
+		t.Errorf("the run left %v in the host's /tmp", left)
 	}
 }
 

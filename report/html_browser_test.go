@@ -165,6 +165,10 @@ func newSession(t testing.TB, driver, chromium, profile string) *session {
 	var log bytes.Buffer
 	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
 	cmd.Stdout, cmd.Stderr = &log, &log
+	// Chromium leaves a directory (org.chromium.Chromium.scoped_dir.*) in
+	// $TMPDIR after every session; here it lands in the test's own, which
+	// is removed after chromedriver is killed.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting chromedriver: %v", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"lab/internal/testenv"
 	"lab/target"
@@ -212,11 +211,11 @@ int main(void)
 }
 
 // startSSHD starts a private OpenSSH server on 127.0.0.1
-// (testenv.StartSSHD), standing in for a host lab reaches over SSH, and
-// returns a targets file naming it "ssh-host".
-func startSSHD(t *testing.T) (targets string) {
+// (testenv.StartSSHD) with a /tmp of its own, standing in for a host lab
+// reaches over SSH, and returns it and a targets file naming it "ssh-host".
+func startSSHD(t *testing.T) (s *testenv.SSHD, targets string) {
 	t.Helper()
-	s := testenv.StartSSHD(t)
+	s = testenv.StartSSHDWith(t, testenv.SSHDOptions{PrivateTmp: true})
 	dir := t.TempDir()
 	u, _ := user.Current()
 	targets = filepath.Join(dir, "targets.yaml")
@@ -230,20 +229,19 @@ func startSSHD(t *testing.T) (targets string) {
     os: linux
     arch: %s
 `, s.Addr, u.Username, s.Key, s.KnownHosts, runtime.GOARCH)), 0o644)
-	return targets
+	return s, targets
 }
 
 // TestReproSSHRemoteCC: on a host reached over SSH that has cc, the C
 // reproducer is uploaded as source, built there and run, and its trace
 // matches the agent's; nothing is left on the host.
 func TestReproSSHRemoteCC(t *testing.T) {
-	targets := startSSHD(t)
+	s, targets := startSSHD(t)
 	if _, err := exec.LookPath("cc"); err != nil {
 		t.Fatal("no cc on the SSH host (Debian: apt-get install gcc libc6-dev)")
 	}
 	bin := labBinary(t)
 	out := t.TempDir()
-	before, _ := filepath.Glob("/tmp/lab-repro.*")
 	// timewait/reuseaddr-both is built with fresh ports (-DLAB_FRESH_PORTS).
 	for _, id := range []string{"bsd-table/row1/off", "timewait/reuseaddr-both"} {
 		code, stdout, stderr := runLab(t, bin, nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", id, "--emit", "c", "--out", out)
@@ -252,8 +250,8 @@ func TestReproSSHRemoteCC(t *testing.T) {
 		}
 		checkTraceFile(t, stdout, "ssh-host")
 	}
-	if after, _ := filepath.Glob("/tmp/lab-repro.*"); len(after) != len(before) {
-		t.Errorf("lab left files on the host: %v (before: %v)", after, before)
+	if left := s.Tmp(t); len(left) != 0 {
+		t.Errorf("lab left %v in the host's /tmp", left)
 	}
 }
 
@@ -372,7 +370,7 @@ func withArg(arg string) []string {
 // package, lab repro wrapped the machine in a type that hid its Reconnect,
 // and this failed with exit 3.)
 func TestReproReconnects(t *testing.T) {
-	s := testenv.StartSSHD(t)
+	s := testenv.StartSSHDWith(t, testenv.SSHDOptions{PrivateTmp: true})
 	px := startCutProxy(t, s.Addr, 256<<10)
 	dir := t.TempDir()
 	known := filepath.Join(dir, "known_hosts")
@@ -382,43 +380,15 @@ func TestReproReconnects(t *testing.T) {
 	targets := filepath.Join(dir, "targets.yaml")
 	os.WriteFile(targets, []byte(fmt.Sprintf("targets:\n  - {name: ssh-host, provider: ssh, host: %q, user: %s, key: %s, known_hosts: %s, os: linux, arch: %s}\n",
 		px, u.Username, s.Key, known, runtime.GOARCH)), 0o644)
-	before := partialUploads(t)
 	code, stdout, stderr := runLab(t, labBinary(t), nil, "repro", "--file", targets, "--target", "ssh-host", "--scenario", "bsd-table/row1/off", "--out", t.TempDir())
 	if code != 0 || !strings.Contains(stderr, "connection lost; reconnecting") || !strings.Contains(stdout, "outcome  EADDRINUSE") {
 		t.Errorf("exit %d; want 0 after a reconnect\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	// The cut upload's partial agent is removed once lab reconnects. Other
-	// packages' tests upload into the same /tmp, so a new partial file only
-	// counts if it is still there a while later.
-	for f := range partialUploads(t) {
-		if before[f] {
-			continue
-		}
-		for range 50 {
-			if _, err := os.Stat(f); err != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if _, err := os.Stat(f); err == nil {
-			t.Errorf("the cut upload left %s behind", f)
-			os.Remove(f)
-		}
+	// The cut upload's partial agent is removed once lab reconnects, and
+	// the agent after its run.
+	if left := s.Tmp(t); len(left) != 0 {
+		t.Errorf("lab left %v in the host's /tmp", left)
 	}
-}
-
-// partialUploads are the temporary files of agent uploads in /tmp.
-func partialUploads(t *testing.T) map[string]bool {
-	t.Helper()
-	files, err := filepath.Glob("/tmp/lab-agent-*.lab-tmp-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := map[string]bool{}
-	for _, f := range files {
-		set[f] = true
-	}
-	return set
 }
 
 // startCutProxy forwards 127.0.0.1:random to addr and cuts the first

@@ -29,6 +29,8 @@ type SSHD struct {
 	// "ed25519") to its public key, authorized_keys form.
 	HostKeys map[string]string
 	PID      int // the listening sshd's
+
+	tmp string // where the server's private /tmp is seen from here, if it has one
 }
 
 // SSHDOptions changes how StartSSHDWith runs sshd.
@@ -40,6 +42,12 @@ type SSHDOptions struct {
 	// NetNS runs sshd inside that network namespace (see NewNetNS): Addr is then
 	// 127.0.0.1 of the namespace, reached by clients run in it too.
 	NetNS string
+	// PrivateTmp gives sshd and every session it starts a /tmp of their own,
+	// an empty tmpfs in a mount namespace of their own, which vanishes with
+	// them. A test reads it with Tmp to see exactly what a run left on the
+	// host: other packages' tests, run at the same time, write into the
+	// machine's /tmp and can no longer be mistaken for this one's leftovers.
+	PrivateTmp bool
 }
 
 // StartSSHD starts Debian's sshd as root on a free loopback port with fresh
@@ -64,6 +72,15 @@ func StartSSHDWith(t testing.TB, opt SSHDOptions) *SSHD {
 		types = []string{"ed25519"}
 	}
 	dir := t.TempDir()
+	if opt.PrivateTmp {
+		// The server's own files cannot live under the /tmp it will no
+		// longer see.
+		var err error
+		if dir, err = os.MkdirTemp("/var/tmp", "lab-sshd-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	keygen := func(typ, file string) {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", typ, "-N", "", "-C", "lab test "+typ, "-f", file).CombinedOutput(); err != nil {
 			t.Fatalf("ssh-keygen -t %s: %v %s", typ, err, out)
@@ -102,19 +119,25 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	if err := os.WriteFile(cfgFile, []byte(conf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var cmd *exec.Cmd
-	if opt.NetNS != "" {
-		// ip netns exec execs sshd itself, so the process is sshd.
-		cmd = exec.Command("ip", "netns", "exec", opt.NetNS, bin, "-D", "-e", "-f", cfgFile)
-	} else {
-		cmd = exec.Command(bin, "-D", "-e", "-f", cfgFile)
+	// Every wrapper below execs the next, so the process started is sshd.
+	argv := []string{bin, "-D", "-e", "-f", cfgFile}
+	if opt.PrivateTmp {
+		argv = append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+			`mount -t tmpfs -o mode=1777,size=512m lab-sshd-tmp /tmp && exec "$@"`, "sh"}, argv...)
 	}
+	if opt.NetNS != "" {
+		argv = append([]string{"ip", "netns", "exec", opt.NetNS}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	var log bytes.Buffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	s.PID = cmd.Process.Pid
+	if opt.PrivateTmp {
+		s.tmp = fmt.Sprintf("/proc/%d/root/tmp", s.PID)
+	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
@@ -152,6 +175,24 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	}
 	s.KnownHosts = known
 	return s
+}
+
+// Tmp lists what is in the server's private /tmp (see PrivateTmp), as names
+// relative to it; it fails the test when the server has none.
+func (s *SSHD) Tmp(t testing.TB) []string {
+	t.Helper()
+	if s.tmp == "" {
+		t.Fatal("testenv: Tmp needs an sshd started with PrivateTmp")
+	}
+	entries, err := os.ReadDir(s.tmp)
+	if err != nil {
+		t.Fatalf("reading the sshd's /tmp: %v", err)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names
 }
 
 // freePort picks a port nothing listens on, in netns or here.
