@@ -214,7 +214,7 @@ func TestEngineFailurePaths(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        fakeConfig
-		status     string
+		status     rundir.Status
 		results    int
 		err        string // in the target's error
 		phases     string
@@ -304,7 +304,7 @@ func TestEngineOneTargetFailsOthersRun(t *testing.T) {
 		&fakeConfig{checkErr: errors.New("missing")},
 		&fakeConfig{hangAfter: 1},
 		&fakeConfig{})
-	want := []string{rundir.StatusComplete, rundir.StatusFailed, rundir.StatusUnavailable, rundir.StatusFailed, rundir.StatusComplete}
+	want := []rundir.Status{rundir.StatusComplete, rundir.StatusFailed, rundir.StatusUnavailable, rundir.StatusFailed, rundir.StatusComplete}
 	for i, tr := range d.Targets {
 		if tr.Status != want[i] {
 			t.Errorf("%s: %s (%s), want %s", tr.Name, tr.Status, tr.Error, want[i])
@@ -322,7 +322,7 @@ func TestEngineThen(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		err    error
-		status string
+		status rundir.Status
 	}{
 		{"ok", nil, rundir.StatusComplete},
 		{"fails", errors.New("reproducer differs"), rundir.StatusFailed},

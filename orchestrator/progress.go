@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+
+	"lab/rundir"
 )
 
 // TargetState is what a progress view shows of one target.
@@ -15,15 +17,15 @@ type TargetState struct {
 	Name        string
 	Phase       string // image, boot, connect, build (the agent), upload, run, teardown; "" between
 	Done, Total int
-	Status      string
+	Status      rundir.Status
 	Error       string
 }
 
 func (s TargetState) String() string {
 	switch s.Status {
-	case "complete":
+	case rundir.StatusComplete:
 		return fmt.Sprintf("done (%d/%d scenarios)", s.Done, s.Total)
-	case "failed", "interrupted", "unavailable":
+	case rundir.StatusFailed, rundir.StatusInterrupted, rundir.StatusUnavailable:
 		return fmt.Sprintf("%s after %d/%d: %s", s.Status, s.Done, s.Total, s.Error)
 	}
 	switch s.Phase {
@@ -52,7 +54,7 @@ type LogProgress struct {
 func (p *LogProgress) Update(s TargetState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	key := s.Phase + "/" + s.Status
+	key := s.Phase + "/" + string(s.Status)
 	if p.last == nil {
 		p.last = map[string]string{}
 	}

@@ -48,7 +48,7 @@ func Diff(a, b *rundir.Dir) *Delta {
 			d.Kernels = append(d.Kernels, Change{Target: t.Name, Before: ka, After: kb})
 		}
 		if len(ta.Results) == 0 || len(t.Results) == 0 {
-			d.Unrun = append(d.Unrun, Change{Target: t.Name, Before: ta.Status, After: t.Status})
+			d.Unrun = append(d.Unrun, Change{Target: t.Name, Before: string(ta.Status), After: string(t.Status)})
 			continue
 		}
 		for _, r := range c.Rows {

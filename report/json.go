@@ -35,18 +35,18 @@ type Doc struct {
 
 // DocRun identifies a run.
 type DocRun struct {
-	ID       string     `json:"id"`
-	Started  time.Time  `json:"started"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Command  string     `json:"command"`
-	Status   string     `json:"status"`
+	ID       string        `json:"id"`
+	Started  time.Time     `json:"started"`
+	Finished *time.Time    `json:"finished,omitempty"`
+	Command  string        `json:"command"`
+	Status   rundir.Status `json:"status"`
 }
 
 // DocTarget is a target, how its run went and its cells' states counted.
 type DocTarget struct {
 	Name     string         `json:"name"`
 	Provider string         `json:"provider,omitempty"`
-	Status   string         `json:"status"`
+	Status   rundir.Status  `json:"status"`
 	Error    string         `json:"error,omitempty"`
 	Env      *wire.Env      `json:"env,omitempty"`
 	Phases   []rundir.Phase `json:"phases,omitempty"`

@@ -115,7 +115,7 @@ type junitText struct {
 }
 
 func targetProperties(t rundir.Target) []junitProperty {
-	ps := []junitProperty{{"status", t.Status}}
+	ps := []junitProperty{{"status", string(t.Status)}}
 	if t.Error != "" {
 		ps = append(ps, junitProperty{"error", t.Error})
 	}
@@ -137,7 +137,7 @@ func junitCase(c *Comparison, r Row, cl Cell, found []FoundFinding) junitTestCas
 	noResult := func() *junitProblem {
 		msg := "no result"
 		if t := c.targetNamed(cl.Target); t != nil && t.Error != "" {
-			msg += ": target " + t.Status + ": " + t.Error
+			msg += ": target " + string(t.Status) + ": " + t.Error
 		}
 		return problem(msg, "missing")
 	}

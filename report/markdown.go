@@ -22,7 +22,7 @@ func Markdown(c *Comparison) []byte {
 		// Only a lab that is still running, or was killed, leaves this.
 		var cut []string
 		for _, t := range c.Dir.Targets {
-			if t.Status == "missing" || t.Status == rundir.StatusRunning {
+			if t.Status == rundir.StatusMissing || t.Status == rundir.StatusRunning {
 				cut = append(cut, fmt.Sprintf("%s (%s, %d of %d results)", t.Name, t.Status, len(t.Results), t.Total))
 			}
 		}
@@ -54,7 +54,7 @@ func targetsTable(b *bytes.Buffer, c *Comparison) {
 			osName, kernel, arch = envOS(t.Env), envKernel(t.Env), t.Env.Arch
 		}
 		n := c.Counts(i)
-		status := t.Status
+		status := string(t.Status)
 		if t.Error != "" {
 			status += ": " + t.Error
 		}

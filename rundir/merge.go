@@ -134,8 +134,8 @@ func mergeRuns(dirs []string, runs []Run) (Run, error) {
 // worse is the status of a run made of runs with statuses a and b: an
 // interruption outweighs a failure, which outweighs a shard that never
 // finished, which outweighs completion.
-func worse(a, b string) string {
-	rank := func(s string) int {
+func worse(a, b Status) Status {
+	rank := func(s Status) int {
 		switch s {
 		case "":
 			return 0

@@ -14,7 +14,7 @@ import (
 // shard writes a run directory as lab run --shard would leave it.
 type shard struct {
 	id        string
-	status    string
+	status    rundir.Status
 	finished  bool
 	scenarios []rundir.Scenario
 	targets   []string
@@ -62,7 +62,7 @@ func TestMerge(t *testing.T) {
 		missing  bool // a shard directory that does not exist
 		exists   bool // the output directory exists already
 		targets  []string
-		status   string
+		status   rundir.Status
 		finished bool
 		files    []string // beside run.json, in the merged directory
 		err      string   // in the error, when Merge must fail

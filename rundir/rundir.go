@@ -32,8 +32,8 @@ type Run struct {
 	Command   string     `json:"command"`
 	Targets   []string   `json:"targets"`
 	Scenarios []Scenario `json:"scenarios"`
-	// Status is "running", "complete", "interrupted" or "failed".
-	Status string `json:"status"`
+	// Status is running, complete, interrupted or failed.
+	Status Status `json:"status"`
 	// Catalog and TargetsFile are the scenarios and targets files the run
 	// read, and Lab what produced it (absent from older runs).
 	Catalog     *Input `json:"catalog,omitempty"`
@@ -73,8 +73,9 @@ type Target struct {
 	Name     string    `json:"target"`
 	Provider string    `json:"provider"`
 	Env      *wire.Env `json:"env,omitempty"`
-	// Status is "running", "complete", "failed" or "interrupted".
-	Status string `json:"status"`
+	// Status is running, complete, failed, interrupted or unavailable;
+	// missing when the run directory has no results file for the target.
+	Status Status `json:"status"`
 	// Error says why a failed target failed, naming the phase.
 	Error string `json:"error,omitempty"`
 	// Phases records how long each phase of the target's life took.
@@ -100,15 +101,21 @@ type Outcome struct {
 	ClaimKeys map[string]string `json:"claim_keys,omitempty"`
 }
 
-// Status values.
+// Status is how far a run, or one target of it, got.
+type Status string
+
 const (
-	StatusRunning     = "running"
-	StatusComplete    = "complete"
-	StatusFailed      = "failed"
-	StatusInterrupted = "interrupted"
+	StatusRunning     Status = "running"
+	StatusComplete    Status = "complete"
+	StatusFailed      Status = "failed"
+	StatusInterrupted Status = "interrupted"
 	// StatusUnavailable: this host cannot run the target (no image, no
 	// QEMU for its architecture); nothing was measured and nothing faked.
-	StatusUnavailable = "unavailable"
+	StatusUnavailable Status = "unavailable"
+	// StatusMissing: the run directory has no results file for the target
+	// (it never started, or the run was cut off before it did). It is never
+	// written, only reported by Read.
+	StatusMissing Status = "missing"
 )
 
 // NewRunDir creates a fresh directory for a run under base. The directory is
@@ -220,7 +227,7 @@ func Read(dir string) (*Dir, error) {
 		case !listed && (!t.found || t.Name == ""):
 			continue // not a target's results, or gone since the glob
 		case !t.found:
-			t.Target = Target{Name: names[i], Status: "missing", Error: "no results file: the target never started or the run was cut off"}
+			t.Target = Target{Name: names[i], Status: StatusMissing, Error: "no results file: the target never started or the run was cut off"}
 		case t.Name == "":
 			t.Name = names[i]
 		}

@@ -232,7 +232,7 @@ func TestRead(t *testing.T) {
 	}
 	var got []string
 	for _, tg := range d.Targets {
-		got = append(got, tg.Name+":"+tg.Status)
+		got = append(got, tg.Name+":"+string(tg.Status))
 	}
 	// run.json's order first, then files it does not list.
 	want := "b:complete,gone:missing,a:complete,extra:complete"

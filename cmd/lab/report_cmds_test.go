@@ -20,7 +20,7 @@ import (
 
 // runDir writes a run directory: every target gets the outcomes given, in
 // the order of the scenarios "a/1", "b/2".
-func runDir(t *testing.T, dir, status string, targets map[string][]string, failed ...string) string {
+func runDir(t *testing.T, dir string, status rundir.Status, targets map[string][]string, failed ...string) string {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
