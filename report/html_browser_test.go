@@ -166,9 +166,17 @@ func newSession(t testing.TB, driver, chromium, profile string) *session {
 	cmd := exec.Command(driver, fmt.Sprintf("--port=%d", port))
 	cmd.Stdout, cmd.Stderr = &log, &log
 	// Chromium leaves a directory (org.chromium.Chromium.scoped_dir.*) in
-	// $TMPDIR after every session; here it lands in the test's own, which
-	// is removed after chromedriver is killed.
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	// $TMPDIR after every session; here it lands in one of the test's own,
+	// removed after chromedriver is killed. Not t.TempDir: Chromium's
+	// singleton socket goes in there too, and a socket's path must fit in
+	// 108 bytes, which a long test name in a deep $TMPDIR overruns (Chrome
+	// exits at once).
+	tmp, err := os.MkdirTemp("", "lab-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting chromedriver: %v", err)
 	}
