@@ -65,8 +65,18 @@ func TestWineObserved(t *testing.T) {
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "lab-cache")
 	}
+	results := t.TempDir() // before TMPDIR changes
+	// lab's $TMPDIR is the test's, to see that the run leaves nothing there
+	// (Debian's wineserver makes a directory in it that it never removes).
+	// A short one: Wine's socket is made below it.
+	tmp, err := os.MkdirTemp("/tmp", "lab-wt-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	t.Setenv("TMPDIR", tmp)
 	sum, err := orchestrator.Run(context.Background(), orchestrator.Options{
-		Targets: []target.Spec{spec}, Scenarios: scs, ResultsDir: t.TempDir(), CacheDir: cache, Parallel: 1,
+		Targets: []target.Spec{spec}, Scenarios: scs, ResultsDir: results, CacheDir: cache, Parallel: 1,
 		Log: hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn}),
 	})
 	if err != nil {
@@ -97,6 +107,11 @@ func TestWineObserved(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("Wine processes of the prefix left running: %v", left)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) > 0 {
+		for _, e := range entries {
+			t.Errorf("the run left %s in $TMPDIR", e.Name())
+		}
 	}
 }
 

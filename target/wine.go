@@ -122,6 +122,11 @@ var _ Machine = (*wineMachine)(nil)
 type wineMachine struct {
 	loader, server, prefix string
 	log                    hclog.Logger
+	// tmp is the $TMPDIR of every Wine process of the machine, lab's own:
+	// Debian's wineserver makes its socket's directory there (wine-XXXXXX,
+	// named in the prefix's "wineserver" file) and never removes it, so
+	// in the user's /tmp one was left per prefix. Close removes it.
+	tmp string
 
 	srv     *exec.Cmd
 	srvDone chan struct{} // closed when srv has exited; srvErr is then set
@@ -140,12 +145,12 @@ func (m *wineMachine) wineEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "DISPLAY", "WAYLAND_DISPLAY", "WINEPREFIX", "WINEDEBUG", "WINEDLLOVERRIDES", "WINESERVER", "WINEARCH":
+		case "DISPLAY", "WAYLAND_DISPLAY", "WINEPREFIX", "WINEDEBUG", "WINEDLLOVERRIDES", "WINESERVER", "WINEARCH", "TMPDIR":
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, "WINEPREFIX="+m.prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=", "WINESERVER="+m.server)
+	return append(env, "WINEPREFIX="+m.prefix, "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=", "WINESERVER="+m.server, "TMPDIR="+m.tmp)
 }
 
 // serverLockWait is how long a second wineserver for a prefix takes to find
@@ -163,6 +168,19 @@ func (m *wineMachine) startServer() error {
 	if err := os.MkdirAll(m.prefix, 0o755); err != nil {
 		return fmt.Errorf("creating Wine prefix: %w", err)
 	}
+	// Not under the cache: the server's socket is in there, and a socket's
+	// path must fit in 108 bytes.
+	tmp, err := os.MkdirTemp("", "lab-wine-")
+	if err != nil {
+		return fmt.Errorf("creating Wine's temporary directory: %w", err)
+	}
+	m.tmp = tmp
+	started := false
+	defer func() {
+		if !started {
+			os.RemoveAll(tmp)
+		}
+	}()
 	var stderr bytes.Buffer
 	srv := exec.Command(m.server, "--foreground", "--persistent=0")
 	srv.Env = m.wineEnv()
@@ -184,6 +202,7 @@ func (m *wineMachine) startServer() error {
 		}
 		return fmt.Errorf("wineserver exited at once: %v: %s", m.srvErr, strings.TrimSpace(stderr.String()))
 	case <-time.After(serverLockWait):
+		started = true
 		return nil
 	}
 }
@@ -283,6 +302,7 @@ func (m *wineMachine) Close(ctx context.Context) error {
 		if m.srv == nil {
 			return
 		}
+		defer os.RemoveAll(m.tmp)
 		select {
 		case <-m.srvDone:
 			return
