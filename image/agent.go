@@ -21,22 +21,34 @@ const GuestAgentPath = "/usr/lib/lab/lab-agent"
 const agentInitrdsKept = 3
 
 // AgentInitrd returns an initramfs that is img's with the agent binary at agent added at
-// GuestAgentPath, and a key naming that agent build for the snapshot's key (give
-// qemu.Config.SnapshotKey img.Hash + " " + key). A guest booted from it, or restored from its
+// GuestAgentPath, and a key naming that agent build on that build of the image for the
+// snapshot's key (give qemu.Config.SnapshotKey img.Hash + " " + key). A guest booted from it, or restored from its
 // snapshot, has the agent without an upload, which takes 0.5 to 2.4 s under TCG here: the
 // snapshot holds the agent's file in the guest's RAM, and a new agent build is a new file, a
 // new key and a new snapshot, so the agent in a guest is never stale.
 //
 // The file is the image's initrd with a second gzip-compressed cpio archive appended, which
 // the kernel unpacks over the first. It lives in img.SnapshotDir(), so Prune removes it with
-// the image, and is written once per agent build, atomically.
+// the image, and is written once per agent build and image build, atomically.
+//
+// The key names the image's initrd by size and modification time, as a snapshot's key names
+// the files it boots. img.Hash alone would not do: it names the image's inputs, not its
+// freshly generated host and client keys, which are in the initrd. A rebuilt image (its cache
+// entry removed, snapshots kept) would otherwise get the old build's initramfs back, and
+// its guests would present the old host key, refused as not the pinned one.
 func AgentInitrd(img *Image, agent string) (initrd, key string, err error) {
 	data, err := os.ReadFile(agent)
 	if err != nil {
 		return "", "", fmt.Errorf("agent initramfs: %w", err)
 	}
-	sum := sha256.Sum256(data)
-	key = "agent-" + hex.EncodeToString(sum[:8])
+	fi, err := os.Stat(img.Initrd)
+	if err != nil {
+		return "", "", fmt.Errorf("agent initramfs: %w", err)
+	}
+	h := sha256.New()
+	h.Write(data)
+	fmt.Fprintf(h, "\x00initrd %d %d", fi.Size(), fi.ModTime().UnixNano())
+	key = "agent-" + hex.EncodeToString(h.Sum(nil)[:8])
 	dir := img.SnapshotDir()
 	path := filepath.Join(dir, "initrd-"+key+".img")
 	if _, err := os.Stat(path); err == nil {

@@ -13,7 +13,7 @@ import (
 )
 
 // TestAgentInitrd checks that the agent initramfs is the image's with a second archive holding
-// the agent, made once per agent build, and that only the newest few are kept.
+// the agent, made once per agent build and image build, and that only the newest few are kept.
 func TestAgentInitrd(t *testing.T) {
 	cache := t.TempDir()
 	dir := filepath.Join(cache, "images", "linux-6.1-aaaa")
@@ -52,6 +52,23 @@ func TestAgentInitrd(t *testing.T) {
 	}
 	if again, key2, _ := AgentInitrd(img, agent); again != path || key2 != key {
 		t.Errorf("the same agent gave %s %s, want %s %s", again, key2, path, key)
+	}
+
+	// The image rebuilt (its inputs, so img.Hash, the same; its initrd new, with new host and
+	// client keys): the same agent gets a new initramfs, made from the new initrd. The old
+	// one had the old build's host key, which the guest would have presented.
+	time.Sleep(10 * time.Millisecond) // a distinct modification time
+	rebuilt := []byte("\x1f\x8b the image rebuilt, with new keys")
+	put(t, img.Initrd, string(rebuilt))
+	p, k, err := AgentInitrd(img, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k == key || p == path {
+		t.Errorf("a rebuilt image gave the old build's initramfs %s (key %s)", p, k)
+	}
+	if b, _ := os.ReadFile(p); !bytes.HasPrefix(b, rebuilt) {
+		t.Errorf("the rebuilt image's agent initramfs does not begin with its initrd")
 	}
 
 	var paths []string
