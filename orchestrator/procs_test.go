@@ -11,6 +11,8 @@ import (
 // coldImageCache is a cache that shares the downloaded packages and agent
 // builds of cacheDir but has no built images, so the image phase lasts
 // seconds (assembling from cached packages) and a signal can land in it.
+// Nor does it share the snapshots: those are of images built here, which
+// go with the test, and would only pile up in cacheDir.
 func coldImageCache(t *testing.T) string {
 	dir := t.TempDir()
 	ents, err := os.ReadDir(cacheDir(t))
@@ -18,7 +20,7 @@ func coldImageCache(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Name() == "images" {
+		if e.Name() == "images" || e.Name() == "snapshots" {
 			continue
 		}
 		if err := os.Symlink(filepath.Join(cacheDir(t), e.Name()), filepath.Join(dir, e.Name())); err != nil {
