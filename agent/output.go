@@ -131,25 +131,21 @@ var errClosed = errors.New("agent output already closed")
 var gzipMagic = []byte{0x1f, 0x8b}
 
 // ReadRequest reads one request from r, plain JSON or gzipped (lab gzips
-// it where the output is gzipped), and returns it with its JSON.
-func ReadRequest(r io.Reader) (wire.Request, json.RawMessage, error) {
+// it where the output is gzipped).
+func ReadRequest(r io.Reader) (wire.Request, error) {
 	br := bufio.NewReader(r)
 	var in io.Reader = br
 	if head, _ := br.Peek(len(gzipMagic)); bytes.Equal(head, gzipMagic) {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return wire.Request{}, nil, fmt.Errorf("reading the gzipped request: %w", err)
+			return wire.Request{}, fmt.Errorf("reading the gzipped request: %w", err)
 		}
 		in = gz
 	}
 	// One JSON document, not the whole stream: lab may keep stdin open.
-	var raw json.RawMessage
-	if err := json.NewDecoder(in).Decode(&raw); err != nil {
-		return wire.Request{}, nil, err
-	}
 	var req wire.Request
-	if err := json.Unmarshal(raw, &req); err != nil {
-		return wire.Request{}, nil, err
+	if err := json.NewDecoder(in).Decode(&req); err != nil {
+		return wire.Request{}, err
 	}
-	return req, raw, nil
+	return req, nil
 }

@@ -220,7 +220,7 @@ func TestReadRequest(t *testing.T) {
 		{"empty", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := ReadRequest(bytes.NewReader(tc.in))
+			got, err := ReadRequest(bytes.NewReader(tc.in))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err %v, want ok=%v", err, tc.ok)
 			}

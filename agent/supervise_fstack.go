@@ -85,7 +85,7 @@ func Supervise(stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lab-agent: "+format+"\n", args...)
 		return 1
 	}
-	req, _, err := ReadRequest(stdin)
+	req, err := ReadRequest(stdin)
 	if err != nil {
 		fail("reading request from stdin: %v", err)
 		return 2 // bad input, as the agent's main says it

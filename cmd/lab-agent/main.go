@@ -36,7 +36,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	signal.Ignore(syscall.SIGPIPE)
-	req, _, err := agent.ReadRequest(os.Stdin)
+	req, err := agent.ReadRequest(os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lab-agent: reading request from stdin:", err)
 		os.Exit(2)
