@@ -8,11 +8,17 @@ import (
 	"strings"
 )
 
-// Children lists the live (not zombie) children of pid from /proc, each as
-// "PID (comm)": what a test checks a program left running. Empty where
-// there is no /proc.
-func Children(pid int) []string {
-	var out []string
+// procStat is what a test needs of one /proc/PID/stat.
+type procStat struct {
+	pid, ppid int
+	state     string
+	label     string // "PID (comm)"
+}
+
+// procStats reads every process's /proc/PID/stat; none where there is no
+// /proc.
+func procStats() []procStat {
+	var out []procStat
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range stats {
 		b, err := os.ReadFile(f)
@@ -25,13 +31,47 @@ func Children(pid int) []string {
 		if i < 0 {
 			continue
 		}
-		var state string
-		var ppid int
-		if _, err := fmt.Sscan(s[i+1:], &state, &ppid); err != nil || ppid != pid || state == "Z" {
+		st := procStat{label: s[:i+1]}
+		if _, err := fmt.Sscan(s, &st.pid); err != nil {
 			continue
 		}
-		out = append(out, s[:i+1])
+		if _, err := fmt.Sscan(s[i+1:], &st.state, &st.ppid); err != nil {
+			continue
+		}
+		out = append(out, st)
 	}
+	return out
+}
+
+// Children lists the live (not zombie) children of pid from /proc, each as
+// "PID (comm)": what a test checks a program left running. Empty where
+// there is no /proc.
+func Children(pid int) []string {
+	var out []string
+	for _, st := range procStats() {
+		if st.ppid == pid && st.state != "Z" {
+			out = append(out, st.label)
+		}
+	}
+	return out
+}
+
+// descendants lists the processes below pid (children, their children,
+// ...), zombies included, read from /proc.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	for _, st := range procStats() {
+		children[st.ppid] = append(children[st.ppid], st.pid)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
 	return out
 }
 
