@@ -170,12 +170,8 @@ func privateTmp(t *testing.T) (dir, env string) {
 // checkTmpEmpty fails the test if a run left anything in its $TMPDIR.
 func checkTmpEmpty(t *testing.T, dir string) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		t.Errorf("the run left %s in its $TMPDIR", e.Name())
+	for _, name := range testenv.Left(t, dir) {
+		t.Errorf("the run left %s in its $TMPDIR", name)
 	}
 }
 

@@ -108,10 +108,8 @@ func TestWineObserved(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("Wine processes of the prefix left running: %v", left)
 	}
-	if entries, _ := os.ReadDir(tmp); len(entries) > 0 {
-		for _, e := range entries {
-			t.Errorf("the run left %s in $TMPDIR", e.Name())
-		}
+	for _, name := range testenv.Left(t, tmp) {
+		t.Errorf("the run left %s in $TMPDIR", name)
 	}
 }
 

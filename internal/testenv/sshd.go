@@ -183,15 +183,7 @@ func (s *SSHD) Tmp(t testing.TB) []string {
 	if s.tmp == "" {
 		t.Fatal("testenv: Tmp needs an sshd started with PrivateTmp")
 	}
-	entries, err := os.ReadDir(s.tmp)
-	if err != nil {
-		t.Fatalf("reading the sshd's /tmp: %v", err)
-	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
-	}
-	return names
+	return Left(t, s.tmp)
 }
 
 // freePort picks a port nothing listens on, in netns or here.

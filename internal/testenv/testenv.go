@@ -44,3 +44,19 @@ func NeedTools(t testing.TB, tools ...string) {
 		}
 	}
 }
+
+// Left lists what is in dir, a directory a test gave a run of its own
+// (a $TMPDIR, a host's /tmp) and expects it to leave empty: one name per
+// entry, failing the test when dir cannot be read.
+func Left(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("reading %s: %v", dir, err)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names
+}
