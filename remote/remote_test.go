@@ -29,6 +29,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"lab/internal/testenv"
 )
 
 const sshdPath = "/usr/sbin/sshd"
@@ -197,36 +199,7 @@ func startSSHD(t *testing.T, k *keys, opt sshdOptions) *sshd {
 }
 
 // connectionPIDs lists the processes sshd forked for connections, and their children.
-func (s *sshd) connectionPIDs() []int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], pid)
-	}
-	var out []int
-	var walk func(int)
-	walk = func(pid int) {
-		for _, c := range children[pid] {
-			out = append(out, c)
-			walk(c)
-		}
-	}
-	walk(s.pid)
-	return out
-}
+func (s *sshd) connectionPIDs() []int { return testenv.Descendants(s.pid) }
 
 // killConnections signals every process sshd forked, by PID, leaving the listener.
 func (s *sshd) killConnections(sig syscall.Signal) int {

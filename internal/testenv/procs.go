@@ -56,9 +56,10 @@ func Children(pid int) []string {
 	return out
 }
 
-// descendants lists the processes below pid (children, their children,
-// ...), zombies included, read from /proc.
-func descendants(pid int) []int {
+// Descendants lists the processes below pid (children, their children,
+// ...), zombies included, read from /proc: what a test kills or checks is
+// gone when a server it started ends.
+func Descendants(pid int) []int {
 	children := map[int][]int{}
 	for _, st := range procStats() {
 		children[st.ppid] = append(children[st.ppid], st.pid)

@@ -140,7 +140,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		for _, pid := range descendants(s.PID) {
+		for _, pid := range Descendants(s.PID) {
 			if p, err := os.FindProcess(pid); err == nil {
 				p.Kill()
 			}
